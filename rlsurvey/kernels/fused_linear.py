@@ -1,0 +1,158 @@
+"""Log-probabilities straight from the last hidden state and the LM head, without the full logits.
+
+Survey section: 4.2 and 7 of arXiv 2412.10400 (PPO, GRPO and DPO all need log pi(y_t) of long sequences
+under large vocabularies).
+
+log p_t = (h_t W^T)[y_t] - logsumexp_v (h_t W^T)_v, computed over chunks of C tokens: each chunk's logits
+[C, V] exist for one loop step only, so peak memory is C x V instead of N x V. The idea is that of the
+fused linear cross entropy in Liger-Kernel (arXiv 2410.10989) and of Cut Cross-Entropy (arXiv 2411.09009),
+applied to per-token log-probs.
+
+Memory against time, the design choice of this module. A fused cross entropy can compute the gradients
+inside the forward chunk loop because its output is one scalar: the upstream gradient is a single number
+applied at the end. Here the output has one value per token and the upstream gradient g_t differs per
+token; dL/dW = sum_t g_t (onehot(y_t) - p_t)^T h_t needs g_t inside the sum, and g is known only in the
+backward pass. So the backward pass recomputes each chunk's logits (one extra [C, H] x [H, V] matmul per
+chunk), forms G = g * (onehot - softmax), and accumulates dL/dh = G W and dL/dW += G^T h. The forward saves
+nothing but hidden, weight (already alive as parameters), the targets and one float per token (the
+log-sum-exp). Cost: four matmuls of N x H x V instead of eager's three (about 1.33x the matmul FLOPs);
+gain: the N x V logits, their float32 copy and the float32 log-softmax are never stored. The weight
+gradient is accumulated across chunks in the weight's dtype, as a plain linear layer's would be.
+
+On CUDA the softmax parts run through the Triton kernels of `logprobs.py`, which overwrite each chunk's
+logits with their gradient in place; the matmuls are cuBLAS's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsurvey.kernels._dispatch import resolve_backend
+from rlsurvey.kernels._validate import (
+    FLOAT_DTYPES,
+    check_positive_int,
+    check_same_device,
+    check_targets,
+    check_tensor,
+)
+from rlsurvey.kernels.logprobs import (
+    REFERENCE_CHUNK_BYTES,
+    chunk_backward,
+    chunk_forward,
+    logprobs_backward,
+    logprobs_forward,
+    token_logprobs_naive,
+)
+
+__all__ = [
+    "fused_linear_token_logprobs",
+    "fused_linear_token_logprobs_naive",
+    "fused_linear_token_logprobs_reference",
+]
+
+# On CUDA a chunk's logits may take this many bytes (plus the kernels work in place, so no float32 copy).
+CUDA_CHUNK_BYTES = 512 * 2**20
+
+
+def fused_linear_token_logprobs_naive(hidden, weight, targets, ignore_index: int = -100):
+    """The full-logits version: hidden @ weight.T, then a float32 log-softmax and a gather."""
+    return token_logprobs_naive(hidden @ weight.T, targets, ignore_index)
+
+
+def _chunk_rows(n: int, vocab: int, elem_bytes: int, chunk_bytes: int) -> int:
+    rows = max(1, chunk_bytes // (vocab * elem_bytes))
+    return min(n, rows) if n else 1
+
+
+class _FusedLinearLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, use_triton):
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        for s in range(0, n, chunk_rows):
+            sl = slice(s, s + chunk_rows)
+            logits = hidden[sl] @ weight.T  # (C, V) in the input dtype; freed at the next step
+            if use_triton:
+                out[sl], lse[sl] = logprobs_forward(logits, targets[sl], ignore_index, 1.0)
+            else:
+                out[sl], lse[sl] = chunk_forward(logits, targets[sl], ignore_index, 1.0)
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.ignore_index, ctx.chunk_rows, ctx.use_triton = ignore_index, chunk_rows, use_triton
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        for s in range(0, hidden.shape[0], ctx.chunk_rows):
+            sl = slice(s, s + ctx.chunk_rows)
+            logits = hidden[sl] @ weight.T  # recomputed: the price of not storing N x V
+            if ctx.use_triton:  # overwrite the logits with their gradient, in place
+                g_logits = logprobs_backward(
+                    logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0, grad=logits
+                )
+            else:
+                g_logits = chunk_backward(logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0)
+            if need_h:
+                torch.matmul(g_logits, weight, out=grad_h[sl])  # (C, V) @ (V, H)
+            if need_w:
+                grad_w.addmm_(g_logits.T, hidden[sl])  # (V, C) @ (C, H)
+        return grad_h, grad_w, None, None, None, None
+
+
+def fused_linear_token_logprobs_reference(
+    hidden, weight, targets, ignore_index: int = -100, chunk_bytes: int = REFERENCE_CHUNK_BYTES
+):
+    """The chunked PyTorch path (what the CPU runs); peak extra memory about `chunk_bytes`."""
+    elem = 4 + hidden.element_size()  # the chunk's logits and their float32 working copy
+    rows = _chunk_rows(hidden.shape[0], weight.shape[0], elem, chunk_bytes)
+    return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, False)
+
+
+def fused_linear_token_logprobs(
+    hidden, weight, targets, ignore_index: int = -100, *, backend=None, chunk_bytes: int | None = None
+):
+    """log softmax(hidden @ weight.T)[targets] per token, without materializing [N, V] logits.
+
+    | argument | shape  | dtype                          | meaning                                        |
+    |----------|--------|--------------------------------|------------------------------------------------|
+    | hidden   | [N, H] | float32, bfloat16, float16, 64 | last hidden states (flatten batch and time)    |
+    | weight   | [V, H] | same as hidden                 | LM-head weight (nn.Linear(H, V).weight)        |
+    | targets  | [N]    | int64 or int32                 | token ids in [0, V), or ignore_index           |
+    | returns  | [N]    | float32                        | log-probabilities; 0 where ignored             |
+
+    Equation: log p_t = (h_t W^T)_{y_t} - log sum_v exp((h_t W^T)_v). Differentiable with respect to
+    `hidden` and `weight`. `chunk_bytes` bounds one chunk's logits (default: 16 MiB on the CPU path,
+    512 MiB on the Triton path); `backend` overrides RLSURVEY_KERNELS for this call.
+    """
+    check_tensor("hidden", hidden, FLOAT_DTYPES, ndim=2)
+    check_tensor("weight", weight, FLOAT_DTYPES, ndim=2)
+    check_tensor("targets", targets, ndim=1)
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"weight must have hidden's dtype {hidden.dtype}, got {weight.dtype}")
+    if weight.shape[1] != hidden.shape[1]:
+        raise ValueError(
+            f"weight must have shape [V, {hidden.shape[1]}] (hidden's size), got {tuple(weight.shape)}"
+        )
+    if targets.shape[0] != hidden.shape[0]:
+        raise ValueError(
+            f"targets must have shape [{hidden.shape[0]}] (hidden's rows), got {tuple(targets.shape)}"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError("weight must have at least one row (the vocabulary), got 0")
+    check_same_device(hidden=hidden, weight=weight, targets=targets)
+    check_targets("targets", targets, weight.shape[0], ignore_index)
+    if chunk_bytes is not None:
+        check_positive_int("chunk_bytes", chunk_bytes)
+    targets = targets.long()
+    hidden = hidden if hidden.is_contiguous() else hidden.contiguous()
+    if resolve_backend(backend, hidden, weight, targets) == "triton":
+        budget = CUDA_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        rows = _chunk_rows(hidden.shape[0], weight.shape[0], hidden.element_size(), budget)
+        return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, True)
+    return fused_linear_token_logprobs_reference(
+        hidden, weight, targets, ignore_index, REFERENCE_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    )
