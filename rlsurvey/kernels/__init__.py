@@ -16,7 +16,7 @@ On CUDA tensors the Triton kernels run when triton imports; elsewhere the (chunk
 references do. `RLSURVEY_KERNELS=triton|torch|auto` or `backend=` forces a path (see `_dispatch.py`).
 """
 
-from rlsurvey.kernels._dispatch import HAS_TRITON, interpreter_active, resolve_backend
+from rlsurvey.kernels._dispatch import HAS_TRITON, interpreter_active, resolve_backend, use_interpreter
 from rlsurvey.kernels.entropy import token_entropy, token_entropy_naive, token_entropy_reference
 from rlsurvey.kernels.fused_linear import (
     fused_linear_token_logprobs,
@@ -41,4 +41,5 @@ __all__ = [
     "token_logprobs",
     "token_logprobs_naive",
     "token_logprobs_reference",
+    "use_interpreter",
 ]

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import torch
 
-from rlsurvey.kernels._dispatch import resolve_backend, tl, triton_kernel
+from rlsurvey.kernels._dispatch import resolve_backend, triton_kernel
 from rlsurvey.kernels._validate import FLOAT_DTYPES, check_tensor
-from rlsurvey.kernels.logprobs import REFERENCE_CHUNK_BYTES, _chunk_rows, block_size
+from rlsurvey.kernels.logprobs import REFERENCE_CHUNK_BYTES, _chunk_rows, block_size, num_warps
 
 __all__ = ["token_entropy", "token_entropy_naive", "token_entropy_reference"]
+
+# `tl` is triton.language, bound on the first kernel launch so that importing this module never imports triton
+# (see _dispatch.triton_kernel); kernel annotations such as "tl.constexpr" stay strings until then.
+tl = None
 
 
 def token_entropy_naive(logits):
@@ -112,8 +116,10 @@ class _TritonEntropy(torch.autograd.Function):
     def forward(ctx, logits):
         n, v = logits.shape
         h, lse, mean_x = (torch.empty(n, dtype=torch.float32, device=logits.device) for _ in range(3))
+        block = block_size(v)
         if n:
-            _entropy_fwd_kernel[(n,)](logits, logits.stride(0), h, lse, mean_x, v, BLOCK=block_size(v))
+            args = (logits, logits.stride(0), h, lse, mean_x, v)
+            _entropy_fwd_kernel[(n,)](*args, BLOCK=block, num_warps=num_warps(block))
         ctx.save_for_backward(logits, lse, mean_x)
         return h
 
@@ -122,18 +128,10 @@ class _TritonEntropy(torch.autograd.Function):
         logits, lse, mean_x = ctx.saved_tensors
         n, v = logits.shape
         grad = torch.empty_like(logits)
+        block = block_size(v)
         if n:
-            _entropy_bwd_kernel[(n,)](
-                logits,
-                logits.stride(0),
-                lse,
-                mean_x,
-                grad_out.contiguous(),
-                grad,
-                grad.stride(0),
-                v,
-                BLOCK=block_size(v),
-            )
+            args = (logits, logits.stride(0), lse, mean_x, grad_out.contiguous(), grad, grad.stride(0), v)
+            _entropy_bwd_kernel[(n,)](*args, BLOCK=block, num_warps=num_warps(block))
         return grad
 
 

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import torch
 
-from rlsurvey.kernels._dispatch import resolve_backend, tl, triton_kernel
+from rlsurvey.kernels._dispatch import resolve_backend, triton_kernel
 from rlsurvey.kernels._validate import check_same_device, check_tensor
 
 __all__ = ["gae", "gae_reference"]
+
+# `tl` is triton.language, bound on the first kernel launch so that importing this module never imports triton
+# (see _dispatch.triton_kernel); kernel annotations such as "tl.constexpr" stay strings until then.
+tl = None
 
 
 def gae_reference(rewards, values, mask, gamma: float, lam: float):

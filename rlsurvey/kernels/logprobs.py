@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from rlsurvey.kernels._dispatch import resolve_backend, tl, triton_kernel
+from rlsurvey.kernels._dispatch import resolve_backend, triton_kernel
 from rlsurvey.kernels._validate import (
     FLOAT_DTYPES,
     check_same_device,
@@ -25,6 +25,10 @@ from rlsurvey.kernels._validate import (
 )
 
 __all__ = ["token_logprobs", "token_logprobs_naive", "token_logprobs_reference"]
+
+# `tl` is triton.language, bound on the first kernel launch so that importing this module never imports triton
+# (see _dispatch.triton_kernel); kernel annotations such as "tl.constexpr" stay strings until then.
+tl = None
 
 # The CPU reference works on row chunks whose float32 copy is at most this many bytes.
 REFERENCE_CHUNK_BYTES = 16 * 2**20
@@ -164,6 +168,11 @@ def block_size(vocab: int) -> int:
     return min(1 << max(vocab - 1, 0).bit_length(), 8192)
 
 
+def num_warps(block: int) -> int:
+    """Warps per program: enough threads that a tile is at most 16 float32 registers per thread."""
+    return max(1, min(16, block // 512))
+
+
 @triton_kernel
 def _logprobs_fwd_kernel(
     x_ptr, x_row_stride, t_ptr, out_ptr, lse_ptr, n_cols, ignore_index, temperature, BLOCK: tl.constexpr
@@ -223,10 +232,10 @@ def logprobs_forward(logits, targets, ignore_index: int, temperature: float):
     n, v = logits.shape
     out = torch.empty(n, dtype=torch.float32, device=logits.device)
     lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+    block = block_size(v)
     if n:
-        _logprobs_fwd_kernel[(n,)](
-            logits, logits.stride(0), targets, out, lse, v, ignore_index, temperature, BLOCK=block_size(v)
-        )
+        args = (logits, logits.stride(0), targets, out, lse, v, ignore_index, temperature)
+        _logprobs_fwd_kernel[(n,)](*args, BLOCK=block, num_warps=num_warps(block))
     return out, lse
 
 
@@ -234,20 +243,11 @@ def logprobs_backward(logits, targets, lse, grad_out, ignore_index: int, tempera
     """Launch the backward kernel: d logp / d logits into `grad` (which may alias `logits`); returns it."""
     n, v = logits.shape
     grad = torch.empty_like(logits) if grad is None else grad
+    block = block_size(v)
     if n:
-        _logprobs_bwd_kernel[(n,)](
-            logits,
-            logits.stride(0),
-            targets,
-            lse,
-            grad_out.contiguous(),
-            grad,
-            grad.stride(0),
-            v,
-            ignore_index,
-            temperature,
-            BLOCK=block_size(v),
-        )
+        g = grad_out.contiguous()
+        args = (logits, logits.stride(0), targets, lse, g, grad, grad.stride(0), v, ignore_index, temperature)
+        _logprobs_bwd_kernel[(n,)](*args, BLOCK=block, num_warps=num_warps(block))
     return grad
 
 
