@@ -1,0 +1,149 @@
+"""A reward model: a causal-LM backbone with a scalar head that reads the last real token (survey 4.1).
+
+InstructGPT (arXiv 2203.02155, section 3.5) trains its reward model by taking the pretrained (SFT) language
+model, removing the unembedding layer and adding a linear head that maps the final hidden state of the
+*last token* of prompt + response to one number. This module does the same for any Hugging Face causal LM.
+
+The model is stored as a standard `AutoModelForSequenceClassification` directory with `num_labels=1`
+(safetensors), the layout TRL's reward trainer and every HF pipeline understand. The forward pass does not
+use that class's own pooling, which locates the last token by searching for the pad token id (fragile when
+pad equals EOS, as with GPT-2); it takes the last position where `attention_mask` is 1, which is right for
+left and right padding alike.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+__all__ = ["RewardModel", "last_token_index"]
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last position whose attention mask is 1, per row; [B, T] -> [B].
+
+    Works for left padding (the last column) and right padding (before the first pad). A row with no real
+    token is an error, since it has no reward to read.
+    """
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be [B, T], got {tuple(attention_mask.shape)}")
+    real = attention_mask.bool()
+    if not real.any(dim=1).all():
+        raise ValueError("a row of attention_mask has no real token (an empty sequence)")
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return torch.where(real, positions, -1).amax(dim=1)
+
+
+class RewardModel(nn.Module):
+    """r_φ(x, y): a scalar score of a prompt and response.
+
+    Build one from a causal-LM checkpoint (`RewardModel.from_pretrained(model_path("reviews-base"))`; the head
+    starts at zero so every reward starts at 0) or reload a trained one from its directory.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer):
+        super().__init__()
+        if getattr(model.config, "num_labels", None) != 1:
+            raise ValueError(
+                f"a reward model needs num_labels=1, got {getattr(model.config, 'num_labels', None)}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token is None:
+            raise ValueError(
+                "the tokenizer has no pad token; set tokenizer.pad_token before building a reward model"
+            )
+        self.model.config.pad_token_id = tokenizer.pad_token_id
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> RewardModel:
+        """Load a reward-model directory, or start one from a causal-LM checkpoint (head set to zero)."""
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*newly initialized.*")
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
+        head = _head(model)
+        config_archs = getattr(model.config, "architectures", None) or []
+        if not any(a.endswith("ForSequenceClassification") for a in config_archs):
+            nn.init.zeros_(head.weight)  # a fresh head: every reward starts at 0
+            if getattr(head, "bias", None) is not None:
+                nn.init.zeros_(head.bias)
+        return cls(model, tokenizer)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the model (safetensors) and tokenizer as an HF directory; loadable by this class or by
+        `AutoModelForSequenceClassification`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Rewards of tokenized sequences.
+
+        | argument | shape | meaning |
+        |---|---|---|
+        | input_ids | [B, T] | prompt + response tokens, left or right padded |
+        | attention_mask | [B, T] | 1 on real tokens |
+        | returns | [B] | the score read at each row's last real token |
+        """
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = last_token_index(attention_mask)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
+        return _head(self.model)(pooled).squeeze(-1)
+
+    def tokenize(self, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None):
+        """Tokenize prompt + response (+ EOS if the tokenizer has one), right padded; a dict of tensors."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; they must pair up")
+        eos = self.tokenizer.eos_token or ""
+        texts = [p + r + eos for p, r in zip(prompts, responses, strict=True)]
+        old_side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "right"
+        try:
+            enc = self.tokenizer(
+                texts,
+                return_tensors="pt",
+                padding=True,
+                truncation=max_length is not None,
+                max_length=max_length,
+                add_special_tokens=False,
+            )
+        finally:
+            self.tokenizer.padding_side = old_side
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Rewards of text pairs, [N] on the CPU, in batches, without gradients."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenize(prompts[i : i + batch_size], responses[i : i + batch_size])
+            out.append(self(**enc).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def __call__(self, *args, **kwargs):
+        # Strings in, rewards out: lets a reward model stand wherever a reward callable is expected.
+        if args and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str):
+            return self.score(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def _head(model: nn.Module) -> nn.Module:
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Linear):
+            return head
+    raise TypeError(f"{type(model).__name__} has no linear 'score' or 'classifier' head")
