@@ -1,0 +1,270 @@
+"""The survey's map as data: its sections, the methods each names (arXiv ids), and the chapters teaching them.
+
+Survey: "Reinforcement Learning Enhanced LLMs: A Survey", Wang et al., arXiv 2412.10400. The data lives in
+`rlsurvey/assets/survey_map.json` so that the welcome chapter, the README and the tests read one source; the
+descriptions there are this course's own summaries, not the survey's text.
+
+- `load_survey_map()` reads and validates the file into dataclasses (`SurveyMap`, `Section`, `Part`,
+  `Method`, `Chapter`).
+- `draw_survey_map()` draws the map as a matplotlib figure: one row per part of a section, one column per
+  chapter, a dot where the chapter teaches the part, and the methods named beside each row.
+- `notebook_table()` lists the chapters with their notebook file and the CPU runtime measured in its header.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from rlsurvey.plotting import COLORS
+
+__all__ = [
+    "Method",
+    "Part",
+    "Section",
+    "Chapter",
+    "SurveyMap",
+    "MAP_PATH",
+    "load_survey_map",
+    "parse_survey_map",
+    "draw_survey_map",
+    "notebook_table",
+]
+
+MAP_PATH = Path(__file__).parent / "assets" / "survey_map.json"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the method, paper or model as readers know it
+    arxiv: str | None  # arXiv id such as "2305.18290"; None for work that is not on arXiv
+    cite: str | None = None  # a bibliographic pointer when there is no arXiv id
+    in_survey: bool = True  # False for work the course adds beside the survey's own lists
+
+
+@dataclass(frozen=True)
+class Part:
+    title: str  # the subsection or theme
+    summary: str  # one sentence in this course's words
+    chapters: tuple[int, ...]  # chapter numbers that teach it
+    methods: tuple[Method, ...]  # what the survey names there
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str  # "1" ... "9" for the survey's sections, "+" for the course's additions
+    title: str
+    summary: str
+    parts: tuple[Part, ...]
+
+    @property
+    def chapters(self) -> tuple[int, ...]:
+        return tuple(sorted({c for p in self.parts for c in p.chapters}))
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: int  # 0 ... 13, the NN of notebooks/NN_slug.ipynb
+    slug: str
+    title: str
+    section: str  # the survey section it follows, "-" for none
+    device: str  # what it runs on with default parameters, and where a GPU helps
+    teaches: str  # one line
+
+    @property
+    def notebook(self) -> str:
+        return f"{self.number:02d}_{self.slug}.ipynb"
+
+
+@dataclass(frozen=True)
+class SurveyMap:
+    title: str
+    authors: str
+    arxiv: str
+    chapters: tuple[Chapter, ...]
+    sections: tuple[Section, ...]
+
+    def chapter(self, number: int) -> Chapter:
+        for c in self.chapters:
+            if c.number == number:
+                return c
+        raise KeyError(f"no chapter {number}; chapters are {[c.number for c in self.chapters]}")
+
+    def sections_taught_by(self, number: int) -> list[tuple[Section, Part]]:
+        """Every (section, part) that chapter `number` teaches."""
+        return [(s, p) for s in self.sections for p in s.parts if number in p.chapters]
+
+    def methods(self) -> list[Method]:
+        """Every method named on the map, once per (name, arXiv id), in map order."""
+        seen, out = set(), []
+        for s in self.sections:
+            for p in s.parts:
+                for m in p.methods:
+                    if (m.name, m.arxiv) not in seen:
+                        seen.add((m.name, m.arxiv))
+                        out.append(m)
+        return out
+
+
+def _need(obj: dict, key: str, kind: type, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{where}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise ValueError(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _method(raw: dict, where: str) -> Method:
+    name = _need(raw, "name", str, where)
+    arxiv = raw.get("arxiv")
+    if arxiv is not None and not (isinstance(arxiv, str) and ARXIV_ID.match(arxiv)):
+        raise ValueError(f"{where}.arxiv must be an id like '2305.18290' or null, got {arxiv!r}")
+    cite = raw.get("cite")
+    if arxiv is None and not cite:
+        raise ValueError(f"{where} ({name}) has no arXiv id, so it needs a 'cite' string")
+    return Method(name, arxiv, cite, bool(raw.get("in_survey", True)))
+
+
+def parse_survey_map(data: dict) -> SurveyMap:
+    """Validate the JSON structure of the map and build the dataclasses; errors name the faulty field."""
+    survey = _need(data, "survey", dict, "map")
+    chapters = []
+    for i, raw in enumerate(_need(data, "chapters", list, "map")):
+        where = f"chapters[{i}]"
+        chapters.append(
+            Chapter(
+                number=_need(raw, "number", int, where),
+                slug=_need(raw, "slug", str, where),
+                title=_need(raw, "title", str, where),
+                section=_need(raw, "section", str, where),
+                device=_need(raw, "device", str, where),
+                teaches=_need(raw, "teaches", str, where),
+            )
+        )
+    numbers = [c.number for c in chapters]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"map.chapters must have distinct numbers, got {numbers}")
+    sections = []
+    for i, raw in enumerate(_need(data, "sections", list, "map")):
+        where = f"sections[{i}]"
+        parts = []
+        for j, rp in enumerate(_need(raw, "parts", list, where)):
+            pw = f"{where}.parts[{j}]"
+            taught = _need(rp, "chapters", list, pw)
+            unknown = [c for c in taught if c not in numbers]
+            if not taught or unknown:
+                raise ValueError(f"{pw}.chapters must name known chapters {numbers}, got {taught}")
+            methods = tuple(
+                _method(m, f"{pw}.methods[{k}]") for k, m in enumerate(_need(rp, "methods", list, pw))
+            )
+            parts.append(
+                Part(_need(rp, "title", str, pw), _need(rp, "summary", str, pw), tuple(taught), methods)
+            )
+        if not parts:
+            raise ValueError(f"{where}.parts must not be empty")
+        title, summary = _need(raw, "title", str, where), _need(raw, "summary", str, where)
+        sections.append(Section(_need(raw, "id", str, where), title, summary, tuple(parts)))
+    ids = [s.id for s in sections]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"map.sections must have distinct ids, got {ids}")
+    return SurveyMap(
+        title=_need(survey, "title", str, "survey"),
+        authors=_need(survey, "authors", str, "survey"),
+        arxiv=_need(survey, "arxiv", str, "survey"),
+        chapters=tuple(sorted(chapters, key=lambda c: c.number)),
+        sections=tuple(sections),
+    )
+
+
+def load_survey_map(path: str | Path | None = None) -> SurveyMap:
+    """Read the map (the shipped `assets/survey_map.json` by default) and validate it."""
+    path = Path(path) if path is not None else MAP_PATH
+    if not path.is_file():
+        raise ValueError(f"path must be an existing JSON file, got {str(path)!r}")
+    return parse_survey_map(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _short(methods: tuple[Method, ...], limit: int = 70) -> str:
+    text = ", ".join(m.name for m in methods)
+    return text if len(text) <= limit else text[: limit - 1].rsplit(", ", 1)[0] + ", ..."
+
+
+def draw_survey_map(survey: SurveyMap | None = None, chapters: range | None = None):
+    """The survey as a grid: a row per part (grouped by section), a column per chapter, a dot where taught.
+
+    Rows are labelled `§id · part`, coloured by section (legend below); the methods named in each part are
+    listed at the right. `chapters` picks the columns (default: every chapter but the welcome). Returns the
+    figure.
+    """
+    survey = survey or load_survey_map()
+    cols = list(chapters or [c.number for c in survey.chapters if c.number > 0])
+    rows = [(s, p) for s in survey.sections for p in s.parts]
+    fig, ax = plt.subplots(figsize=(14, 0.32 * len(rows) + 2.6))
+    labels, handles = [], {}
+    for y, (section, part) in enumerate(rows):
+        order = [s.id for s in survey.sections].index(section.id)
+        colour = COLORS[order % len(COLORS)]
+        taught = [cols.index(c) for c in part.chapters if c in cols]
+        dots = ax.scatter(taught, [y] * len(taught), s=80, color=colour, zorder=3)
+        handles.setdefault(section.id, dots)
+        ax.text(len(cols) - 0.2, y, _short(part.methods), va="center", fontsize=7.5, color="#333333")
+        labels.append(f"§{section.id} · {part.title}")
+    starts = [i for i, (s, _) in enumerate(rows) if i == 0 or rows[i - 1][0] is not s]
+    for y in starts[1:]:
+        ax.axhline(y - 0.5, color="#bbbbbb", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xticks(
+        range(len(cols)), [f"{c:02d} {survey.chapter(c).slug}" for c in cols], fontsize=7.5, rotation=90
+    )
+    ax.xaxis.tick_top()
+    ax.set_xlim(-0.5, len(cols) + 8.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="x", alpha=0.3)
+    for side in ("right", "bottom"):
+        ax.spines[side].set_visible(False)
+    names = [f"§{s.id} {s.title}" for s in survey.sections]
+    ax.legend(list(handles.values()), names, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=5,
+              fontsize=7.5, frameon=False)  # fmt: skip
+    ax.set_title(f"{survey.title} (arXiv {survey.arxiv}): which chapter teaches what", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _header_runtime(path: Path) -> str | None:
+    """The text after '**CPU runtime:**' in a notebook's first cell, or None."""
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    if not cells:
+        return None
+    header = "".join(cells[0].get("source", []))
+    found = re.search(r"\*\*CPU runtime:\*\*\s*([^\n]+)", header)
+    return found.group(1).strip() if found else None
+
+
+def notebook_table(notebook_dir: str | Path | None = None, survey: SurveyMap | None = None) -> list[dict]:
+    """One row per chapter: number, notebook, title, survey section, device, and the measured CPU runtime
+    from the notebook's own header ("not written yet" when the notebook does not exist)."""
+    survey = survey or load_survey_map()
+    folder = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    rows = []
+    for c in survey.chapters:
+        path = folder / c.notebook
+        runtime = _header_runtime(path) if path.is_file() else None
+        rows.append(
+            {
+                "number": c.number,
+                "notebook": c.notebook,
+                "title": c.title,
+                "section": c.section,
+                "device": c.device,
+                "exists": path.is_file(),
+                "cpu_runtime": runtime or ("not stated" if path.is_file() else "not written yet"),
+            }
+        )
+    return rows

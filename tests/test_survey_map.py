@@ -1,0 +1,145 @@
+"""The survey map: the shipped data is complete and well-formed, bad data is refused, the figure draws."""
+
+import copy
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+
+from rlsurvey import survey as S
+
+# Every arXiv id the survey names in sections 4-8 (its companion repository's lists), written out by hand so
+# that a paper dropped from the data file is noticed.
+SURVEY_IDS = {
+    "2410.18451", "2311.10702", "2304.05302", "2402.14740", "2306.17492", "2401.04056",
+    "2310.01377", "2406.08464", "2406.08673", "2407.06551", "2302.06692", "2303.00001", "2310.12931",
+    "2309.11489", "2309.00267", "2408.15240", "2309.06687", "2401.10020", "2410.03742",
+    "2410.00847", "2406.10216", "2406.12845", "2409.10164", "2410.02197", "2310.12773", "2205.13636",
+    "2212.08073", "2307.04657", "2411.01111", "2403.13787", "2405.01535",
+    "2305.10425", "2305.18290", "2407.08639", "2403.19270", "2309.06657", "2402.05749", "2405.19107",
+    "2403.03419", "2404.05868", "2404.03715", "2405.00675", "2402.13228", "2404.11999",
+    "2310.12036", "2406.09279", "2312.11456", "2404.10719",
+}  # fmt: skip
+COURSE_EXTRAS = {
+    "2402.01306",
+    "2403.07691",
+    "2405.14734",
+    "2403.00409",
+    "2402.03300",
+    "2503.20783",
+    "2210.10760",
+}
+
+
+@pytest.fixture(scope="module")
+def survey():
+    return S.load_survey_map()
+
+
+def test_every_section_of_the_survey_is_on_the_map(survey):
+    assert [s.id for s in survey.sections if s.id != "+"] == [str(i) for i in range(1, 10)]
+    for s in survey.sections:
+        assert s.parts and s.chapters, f"section {s.id} teaches nothing"
+
+
+def test_every_chapter_teaches_part_of_the_map(survey):
+    assert [c.number for c in survey.chapters] == list(range(14))
+    for n in range(1, 14):
+        assert survey.sections_taught_by(n), f"chapter {n:02d} appears nowhere on the map"
+    assert survey.sections_taught_by(0) == []
+
+
+def test_every_paper_of_the_survey_is_named_with_its_id(survey):
+    ids = {m.arxiv for m in survey.methods() if m.arxiv}
+    assert SURVEY_IDS <= ids, f"missing: {sorted(SURVEY_IDS - ids)}"
+    assert COURSE_EXTRAS <= ids, f"missing: {sorted(COURSE_EXTRAS - ids)}"
+    extras = {m.arxiv for m in survey.methods() if not m.in_survey}
+    assert COURSE_EXTRAS <= extras and not (SURVEY_IDS & extras)
+
+
+def test_ids_are_well_formed_and_names_consistent(survey):
+    names_by_id = {}
+    for m in survey.methods():
+        assert m.arxiv is None and m.cite or S.ARXIV_ID.match(m.arxiv)
+        if m.arxiv:
+            names_by_id.setdefault(m.arxiv, set()).add(m.name)
+    clashes = {k: v for k, v in names_by_id.items() if len(v) > 1 and k != "2402.03300"}
+    assert not clashes, f"one id, several names: {clashes}"
+
+
+def test_chapter_metadata(survey):
+    c = survey.chapter(1)
+    assert c.notebook == "01_rl_basics.ipynb" and c.section == "2.1"
+    with pytest.raises(KeyError, match="no chapter 99"):
+        survey.chapter(99)
+
+
+def test_methods_are_listed_once(survey):
+    pairs = [(m.name, m.arxiv) for m in survey.methods()]
+    assert len(pairs) == len(set(pairs))
+
+
+KNOWN = r"parts\[0\]\.chapters must name known"
+
+
+def _raw():
+    return json.loads(S.MAP_PATH.read_text())
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda d: d.pop("survey"), r"map\.survey is missing"),
+        (lambda d: d["chapters"][1].update(number="1"), r"chapters\[1\]\.number must be int"),
+        (lambda d: d["chapters"].append(dict(d["chapters"][0])), "distinct numbers"),
+        (
+            lambda d: d["sections"][0]["parts"][0].update(chapters=[42]),
+            KNOWN,
+        ),
+        (lambda d: d["sections"][0]["parts"][0].update(chapters=[]), KNOWN),
+        (lambda d: d["sections"][3]["parts"][0]["methods"][0].update(arxiv="24.1"), r"arxiv must be an id"),
+        (lambda d: d["sections"][3]["parts"][0]["methods"][0].update(arxiv=None), "needs a 'cite'"),
+        (lambda d: d["sections"][1].update(parts=[]), r"sections\[1\]\.parts must not be empty"),
+        (lambda d: d["sections"].append(copy.deepcopy(d["sections"][0])), "distinct ids"),
+    ],
+)
+def test_parse_rejects_bad_data(corrupt, match):
+    data = _raw()
+    corrupt(data)
+    with pytest.raises(ValueError, match=match):
+        S.parse_survey_map(data)
+
+
+def test_load_rejects_a_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="path must be an existing JSON file"):
+        S.load_survey_map(tmp_path / "nope.json")
+
+
+def test_draw_survey_map(survey):
+    fig = S.draw_survey_map(survey)
+    ax = fig.axes[0]
+    n_rows = sum(len(s.parts) for s in survey.sections)
+    assert len(ax.get_yticklabels()) == n_rows
+    assert [t.get_text()[:2] for t in ax.get_xticklabels()] == [f"{n:02d}" for n in range(1, 14)]
+    dots = sum(len(c.get_offsets()) for c in ax.collections)
+    assert dots == sum(len(p.chapters) for s in survey.sections for p in s.parts)
+    plt.close(fig)
+
+
+def test_notebook_table_reads_runtimes_from_headers(tmp_path, survey):
+    header = {
+        "cell_type": "markdown",
+        "metadata": {},
+        "source": ["# 01 · RL basics\n", "**CPU runtime:** 42 s\n"],
+    }
+    (tmp_path / "01_rl_basics.ipynb").write_text(json.dumps({"cells": [header]}))
+    (tmp_path / "02_policy_gradients.ipynb").write_text(json.dumps({"cells": []}))
+    rows = {r["number"]: r for r in S.notebook_table(tmp_path, survey)}
+    assert len(rows) == 14
+    assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "42 s"
+    assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated"
+    assert not rows[3]["exists"] and rows[3]["cpu_runtime"] == "not written yet"
