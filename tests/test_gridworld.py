@@ -196,3 +196,17 @@ def test_render_figure_rejects_wrong_shapes():
         env.render_figure(values=np.zeros(3))
     with pytest.raises(ValueError, match="policy must have shape"):
         env.render_figure(policy=np.zeros((env.n_states, 3)))
+
+
+def test_monte_carlo_returns_match_the_exact_value():
+    """Brute-force twin of the model as a whole: sampled discounted returns average to V^pi(start)."""
+    from rlsurvey.rl import dp
+
+    env, gamma, n = GridWorld(slip=0.2, step_reward=-0.01), 0.9, 600
+    policy = dp.uniform_policy(env.n_states, env.n_actions)
+    exact = dp.solve_linear(env.P, env.R, policy, gamma)[env.start_state]
+    returns = []
+    for k in range(n):
+        rewards = run_episode(env, policy, seed=k)[2]
+        returns.append(float(np.sum(gamma ** np.arange(len(rewards)) * rewards)))
+    assert abs(np.mean(returns) - exact) < 4 * np.std(returns) / np.sqrt(n) + gamma**env.max_steps

@@ -264,7 +264,9 @@ def run_episode(env: GridWorld, policy, seed: int | None = None, max_steps: int 
     | return | tuple          | (states (T+1,), actions (T,), rewards (T,), terminated: bool)   |
     """
     policy = env._check_state_array("policy", policy, ((env.n_states, env.n_actions), (env.n_states,)))
-    rng = np.random.default_rng(seed)
+    # The policy's generator is a child of `seed`, not `seed` itself: gymnasium seeds the environment with
+    # the same SeedSequence, and identical streams would correlate each action with the slip that follows.
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     state, _ = env.reset(seed=seed)
     states, actions, rewards = [state], [], []
     limit = max_steps or env.max_steps
