@@ -6,9 +6,8 @@ RLHF maximizes the reward while staying close to the reference policy (InstructG
 
 PPO for language models spends the KL term as a reward per token (Ziegler et al., arXiv 1909.08593): every
 response token t gets −β k(t), where k is a per-token estimate of the KL, and the last token also gets the
-sequence's score. The estimators (Schulman's k1 and k3; `rlsurvey.lm` has all three) trade bias for
-variance: k1 = log π − log π_ref is unbiased but can be negative; k3 = (ρ − 1) − log ρ with ρ = π_ref/π is
-unbiased too and never negative.
+sequence's score. The estimator is one of Schulman's (`rlsurvey.lm.kl`): k1 = log π − log π_ref is
+unbiased but noisy and can be negative; k3 = (ρ − 1) − log ρ with ρ = π_ref/π is unbiased and never negative.
 
 β can be fixed, or adapted so that the measured KL tracks a target (Ziegler et al., section 2.2):
 
@@ -21,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AdaptiveKLController", "FixedKLController", "kl_per_token", "shape_rewards"]
+from rlsurvey.lm.kl import kl_estimate
+
+__all__ = ["AdaptiveKLController", "FixedKLController", "shape_rewards"]
 
 
 @dataclass
@@ -45,25 +46,6 @@ class AdaptiveKLController:
         return self.value
 
 
-def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Per-token KL estimate from tokens sampled from π: k1 = log π − log π_ref, k3 = (ρ − 1) − log ρ.
-
-    | argument | shape | meaning |
-    |---|---|---|
-    | logprobs, ref_logprobs | [B, T] | log-probs of the sampled tokens under π and π_ref |
-    """
-    if logprobs.shape != ref_logprobs.shape:
-        raise ValueError(
-            f"logprobs {tuple(logprobs.shape)} and ref_logprobs {tuple(ref_logprobs.shape)} differ"
-        )
-    log_ratio = ref_logprobs - logprobs  # log ρ
-    if estimator == "k1":
-        return -log_ratio
-    if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
-    raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
-
-
 def shape_rewards(
     scores: torch.Tensor,
     logprobs: torch.Tensor,
@@ -85,8 +67,7 @@ def shape_rewards(
         raise ValueError(f"scores must be [B] with B={logprobs.shape[0]}, got {tuple(scores.shape)}")
     if mask.shape != logprobs.shape:
         raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logprobs {tuple(logprobs.shape)}")
-    m = mask.to(logprobs.dtype)
-    kl = kl_per_token(logprobs, ref_logprobs, estimator) * m
+    kl = kl_estimate(logprobs, ref_logprobs, mask, estimator)
     rewards = -kl_coef * kl
     lengths = mask.long().sum(dim=1)
     if (lengths == 0).any():

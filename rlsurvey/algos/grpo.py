@@ -1,0 +1,244 @@
+"""Group policy optimization without a critic: GRPO, Dr. GRPO and RLOO on one rollout (survey 3 and 4.2).
+
+For each prompt the policy samples a *group* of G responses; each response's advantage is its reward compared
+with the rest of its group, so no value model is trained. The choices that distinguish the methods:
+
+| method | advantage (`rlsurvey.algos.advantages`) | loss averaging | KL to the reference |
+|---|---|---|---|
+| GRPO (arXiv 2402.03300, eq. 3) | (r − mean) / std | sequence_mean | k3 per token, in the loss |
+| Dr. GRPO (arXiv 2503.20783) | r − mean | constant (÷ G·L) | none by default |
+| RLOO (arXiv 2402.14740, eq. 5) | r − mean of the others | token or sequence | k1, in the reward |
+
+All three share the clipped importance ratio of PPO (`rlsurvey.algos.policy_loss`), which matters only when a
+rollout is reused for several updates (`epochs` > 1 or several minibatches).
+
+Rewards come from any callable `reward_fn(prompts, completions)`: here usually a verifier, such as
+`rlsurvey.tasks.arithmetic.verify`, whose answer a program checks instead of a learned reward model. That is
+what the reasoning models of the survey's table (o1, DeepSeek-R1, Kimi k1.5) scaled up.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
+from rlsurvey.algos.policy_loss import AGGREGATIONS, aggregate, clipped_surrogate
+from rlsurvey.algos.rollout import RewardError, RewardFn, collect_rollout, disable_dropout, repeat_prompts
+from rlsurvey.lm.kl import kl_estimate
+from rlsurvey.lm.logprobs import response_logprobs
+
+__all__ = ["ADVANTAGES", "GRPOConfig", "group_step_advantages", "train_grpo"]
+
+ADVANTAGES = ("grpo", "dr_grpo", "rloo")
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = 50  # optimizer rounds (one rollout each)
+    prompts_per_step: int = 16  # distinct prompts per rollout
+    group_size: int = 8  # G: responses sampled per prompt
+    learning_rate: float = 1e-4  # AdamW step size (tiny shipped models; ~1e-6 for billion-parameter models)
+    advantage: str = "grpo"  # "grpo" (÷ std), "dr_grpo" (no ÷ std) or "rloo" (leave-one-out baseline)
+    aggregation: str = "sequence_mean"  # "sequence_mean" (GRPO), "token_mean" or "constant" (Dr. GRPO)
+    clip_eps: float = 0.2  # ε of the clipped ratio
+    clip_eps_high: float | None = None  # a larger upper clip (DAPO's clip-higher); None: symmetric
+    epochs: int = 1  # passes over each rollout (μ in the GRPO paper)
+    minibatch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
+    kl_coef: float = 0.0  # β; 0 means no reference model is kept at all
+    kl_estimator: str = "k3"  # per-token KL estimator (rlsurvey.lm.kl): k1, k2 or k3
+    kl_in_reward: bool = False  # True: subtract β·KL(sequence, k1) from the reward (RLOO); False: add to loss
+    max_new_tokens: int = 16  # generation budget L; also the constant of "constant" aggregation
+    temperature: float = 1.0  # sampling temperature (log-probs are taken at the same temperature)
+    top_k: int = 0  # 0 disables top-k filtering
+    top_p: float = 1.0  # 1.0 disables nucleus filtering
+    missing_eos_penalty: float | None = None  # subtracted from responses cut at max_new_tokens
+    max_grad_norm: float = 1.0  # global gradient-norm clip
+    weight_decay: float = 0.0  # AdamW weight decay
+    seed: int = 0  # prompt order and sampling
+    eval_every: int = 10  # call eval_fn every this many steps (and at the start and end)
+    checkpoint_dir: str | None = None  # save the policy here at the end and before stopping on a bad reward
+    progress: bool = True  # show a progress bar
+
+    def validate(self) -> None:
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"advantage must be one of {list(ADVANTAGES)}, got {self.advantage!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {list(AGGREGATIONS)}, got {self.aggregation!r}")
+        if self.group_size < 2:
+            raise ValueError(
+                f"group_size must be at least 2 (the rest of a group is its baseline), got {self.group_size}"
+            )
+        for name in ("steps", "prompts_per_step", "epochs", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+
+
+def group_step_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+    """The advantage of each response for the estimator `kind` ("grpo", "dr_grpo", "rloo"); [P*G] -> [P*G]."""
+    if kind == "grpo":
+        return group_advantages(rewards, group_size, scale_by_std=True)
+    if kind == "dr_grpo":
+        return group_advantages(rewards, group_size, scale_by_std=False)
+    if kind == "rloo":
+        return leave_one_out_advantages(rewards, group_size)
+    raise ValueError(f"advantage must be one of {list(ADVANTAGES)}, got {kind!r}")
+
+
+def _prompt_sampler(prompts, seed: int) -> Callable[[int], list[str]]:
+    if callable(prompts):
+        return prompts
+    pool = list(prompts)
+    if not pool or not all(isinstance(p, str) and p for p in pool):
+        raise ValueError("prompts must be a non-empty list of non-empty strings, or a callable n -> prompts")
+    rng = random.Random(seed)
+    order: list[str] = []
+
+    def take(n: int) -> list[str]:
+        out = []
+        while len(out) < n:
+            if not order:
+                order.extend(rng.sample(pool, len(pool)))
+            out.append(order.pop())
+        return out
+
+    return take
+
+
+def _save(policy, tokenizer, path: str | Path) -> None:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
+def train_grpo(
+    policy,
+    tokenizer,
+    prompts: Sequence[str] | Callable[[int], list[str]],
+    reward_fn: RewardFn,
+    config: GRPOConfig | None = None,
+    reference=None,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+) -> list[dict]:
+    """Train `policy` in place with group advantages; returns one dict of metrics per step.
+
+    prompts: a pool to cycle through in a shuffled order, or a function `n -> list of n prompts`.
+    reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training.
+    eval_fn: called with the policy at step 0, every `eval_every` steps and at the end; its dict is logged
+    under "eval/..." keys (held-out accuracy, say).
+
+    Metric names follow TRL's GRPO trainer where one exists: reward, reward_std, frac_reward_zero_std,
+    completions/mean_length, kl, entropy, clip_ratio, loss.
+    """
+    cfg = config or GRPOConfig()
+    cfg.validate()
+    disable_dropout(policy)
+    if cfg.kl_coef > 0 and reference is None:
+        reference = copy.deepcopy(policy)
+    if reference is not None:
+        reference.eval().requires_grad_(False)
+    next_prompts = _prompt_sampler(prompts, cfg.seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    gen_seed = random.Random(cfg.seed + 1)
+    history: list[dict] = []
+
+    def evaluate(step: int) -> dict:
+        if eval_fn is None:
+            return {}
+        was_training = policy.training
+        policy.eval()
+        with torch.no_grad():
+            out = eval_fn(policy)
+        policy.train(was_training)
+        return {f"eval/{k}": v for k, v in out.items()} | {"step": step}
+
+    if eval_fn is not None:
+        history.append(evaluate(0))
+    policy.train()
+    bar = tqdm(
+        range(1, cfg.steps + 1), desc="GRPO" if cfg.advantage != "rloo" else "RLOO", disable=not cfg.progress
+    )
+    for step in bar:
+        batch = repeat_prompts(next_prompts(cfg.prompts_per_step), cfg.group_size)
+        try:
+            roll = collect_rollout(
+                policy, tokenizer, batch, reward_fn, reference if cfg.kl_coef > 0 else None,
+                cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, gen_seed.randrange(2**31),
+                missing_eos_penalty=cfg.missing_eos_penalty,
+            )  # fmt: skip
+        except RewardError:
+            if cfg.checkpoint_dir:
+                _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
+            raise
+        mask = roll.mask
+        rewards = roll.scores.to(mask.device).float()
+        seq_kl = None
+        if roll.ref_logprobs is not None:
+            seq_kl = kl_estimate(roll.logprobs, roll.ref_logprobs, mask, "k1", per_sequence=True)
+        if cfg.kl_in_reward and seq_kl is not None:
+            rewards = rewards - cfg.kl_coef * seq_kl
+        adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
+
+        n = len(batch)
+        mb = cfg.minibatch_size or n
+        g = roll.gen
+        stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n) if mb < n else torch.arange(n)
+            for i in range(0, n, mb):
+                idx = order[i : i + mb].to(mask.device)
+                new = response_logprobs(
+                    policy, g.prompt_ids[idx], g.prompt_mask[idx], g.response_ids[idx], g.response_mask[idx],
+                    temperature=cfg.temperature if cfg.temperature > 0 else 1.0,
+                )  # fmt: skip
+                per_token, pstats = clipped_surrogate(
+                    new.token_logps, roll.logprobs[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
+                )
+                if cfg.kl_coef > 0 and not cfg.kl_in_reward:
+                    kl_tok = kl_estimate(new.token_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
+                    per_token = per_token + cfg.kl_coef * kl_tok
+                    stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
+                loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                opt.step()
+                stats["loss"].append(loss.item())
+                stats["clip_ratio"].append(pstats["policy/clipfrac_avg"].item())
+
+        grouped = roll.scores.view(-1, cfg.group_size)
+        lengths = mask.sum(1)
+        row = {
+            "step": step,
+            "reward": roll.scores.mean().item(),
+            "reward_std": grouped.std(1).mean().item(),
+            "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item(),
+            "completions/mean_length": lengths.mean().item(),
+            "completions/clipped_ratio": (~g.finished).float().mean().item(),
+            "entropy": (roll.entropy.sum() / mask.sum().clamp(min=1)).item(),
+            "kl": math.nan if seq_kl is None else seq_kl.mean().item(),
+            "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
+            "loss": sum(stats["loss"]) / len(stats["loss"]),
+        }
+        if stats["kl_loss"]:
+            row["kl_loss"] = sum(stats["kl_loss"]) / len(stats["kl_loss"])
+        history.append(row)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['completions/mean_length']:.1f}")
+        if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            history.append(evaluate(step))
+    bar.close()
+    policy.eval()
+    if cfg.checkpoint_dir:
+        _save(policy, tokenizer, cfg.checkpoint_dir)
+        (Path(cfg.checkpoint_dir) / "grpo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return history

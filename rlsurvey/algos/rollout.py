@@ -1,0 +1,163 @@
+"""Rollouts for language-model RL: sample responses, score them, record the log-probs the updates need.
+
+One rollout is shared by every online method in the course (PPO for language models, RLOO, best-of-n, GRPO),
+so they differ only in how they turn scores into advantages. Survey sections 2.2 and 4.2 (arXiv 2412.10400).
+
+A reward function is any callable `reward_fn(prompts, completions) -> sequence of floats`, one per
+completion: the gold reward of a synthetic world, a trained reward model, a verifier, or an AI judge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rlsurvey.lm.generation import GenerationOutput, generate
+from rlsurvey.lm.logprobs import response_logprobs
+
+__all__ = [
+    "RewardError",
+    "RewardFn",
+    "Rollout",
+    "collect_rollout",
+    "compute_rewards",
+    "disable_dropout",
+    "repeat_prompts",
+]
+
+RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+class RewardError(ValueError):
+    """The reward function returned something a trainer cannot use (wrong length, NaN, infinity)."""
+
+
+@dataclass
+class Rollout:
+    gen: GenerationOutput  # prompts, sampled responses, their ids and masks
+    logprobs: torch.Tensor  # [B, R] log π_old of each sampled token (no gradient), 0 off the mask
+    ref_logprobs: torch.Tensor | None  # [B, R] the same under the frozen reference, or None without one
+    scores: torch.Tensor  # [B] the reward function's score of each response (float32)
+    entropy: torch.Tensor  # [B, R] policy entropy per token, 0 off the mask
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """[B, R] float, 1 on response tokens (EOS included)."""
+        return self.gen.response_mask.to(self.logprobs.dtype)
+
+    @property
+    def completions(self) -> list[str]:
+        return self.gen.texts
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Set every dropout probability to 0, in place. Policy-gradient updates compare log-probs of the same
+    tokens before and after a step; dropout would make that ratio noisy even when nothing changed."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for name in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout"):
+        if isinstance(getattr(model.config, name, None), float):
+            setattr(model.config, name, 0.0)  # some attention implementations read the rate from the config
+    return model
+
+
+def repeat_prompts(prompts: Sequence[str], group_size: int) -> list[str]:
+    """[p0, p1] -> [p0, p0, ..., p1, p1, ...]: G consecutive copies of each prompt, the layout of grouped
+    advantages (`rlsurvey.algos.advantages`)."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+    return [p for p in prompts for _ in range(group_size)]
+
+
+def compute_rewards(reward_fn: RewardFn, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+    """Call `reward_fn` and check what comes back: one finite number per completion, as a float32 tensor."""
+    raw = reward_fn(list(prompts), list(completions))
+    try:
+        scores = torch.as_tensor(raw if isinstance(raw, torch.Tensor) else list(raw), dtype=torch.float32)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(
+            f"the reward function must return numbers, got {type(raw).__name__}: {exc}"
+        ) from exc
+    scores = scores.detach().flatten().cpu()
+    if scores.numel() != len(completions):
+        raise RewardError(
+            f"the reward function returned {scores.numel()} scores for {len(completions)} completions; "
+            "it must return exactly one per completion"
+        )
+    bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+    if bad:
+        first = bad[0]
+        raise RewardError(
+            f"the reward function returned a non-finite score ({scores[first].item()}) for completion "
+            f"{first}: {completions[first]!r}; {len(bad)} of {len(completions)} scores are NaN or infinite"
+        )
+    return scores
+
+
+def context_length(model) -> int | None:
+    """The longest sequence `model` accepts (its position table), or None when it has no fixed limit."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _check_context(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> None:
+    limit = context_length(model)
+    if limit is None:
+        return
+    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    if longest + max_new_tokens > limit:
+        raise ValueError(
+            f"the longest prompt has {longest} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
+            f"model's context of {limit} tokens. Shorten the prompts or lower max_new_tokens."
+        )
+
+
+@torch.no_grad()
+def collect_rollout(
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    reference=None,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    batch_size: int = 256,
+    missing_eos_penalty: float | None = None,
+) -> Rollout:
+    """Sample one response per prompt from `policy`, score it, and record old and reference log-probs.
+
+    Log-probs are taken at the sampling temperature, so the ratio π_θ/π_old of the first update is exactly 1.
+    missing_eos_penalty: a number subtracted from the score of responses that hit `max_new_tokens` without
+    EOS (InstructGPT-style implementations and TRL's `missing_eos_penalty`), so rambling is not rewarded.
+    """
+    _check_context(policy, tokenizer, prompts, max_new_tokens)
+    gen = generate(policy, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p, seed, batch_size)
+    scores = compute_rewards(reward_fn, gen.prompts, gen.texts)
+    if missing_eos_penalty is not None:
+        if not math.isfinite(missing_eos_penalty):
+            raise ValueError(f"missing_eos_penalty must be finite, got {missing_eos_penalty}")
+        scores = scores - missing_eos_penalty * (~gen.finished.cpu()).float()
+    args = (gen.prompt_ids, gen.prompt_mask, gen.response_ids, gen.response_mask)
+    temp = temperature if temperature > 0 else 1.0
+    was_training = policy.training
+    policy.eval()  # the old log-probs must come from the policy that sampled, without dropout noise
+    try:
+        pol = response_logprobs(policy, *args, temperature=temp, with_entropy=True)
+    finally:
+        policy.train(was_training)
+    ref = None
+    if reference is not None:
+        reference.eval()
+        ref = response_logprobs(reference, *args, temperature=temp).token_logps
+    device = pol.token_logps.device
+    return Rollout(gen, pol.token_logps, ref, scores.to(device), pol.entropy)
