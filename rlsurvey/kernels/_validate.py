@@ -11,6 +11,11 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation and output dtype: float64 for float64 inputs, float32 for every other float."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def check_tensor(name: str, x, dtypes=None, ndim_min: int | None = None, ndim: int | None = None) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

@@ -34,6 +34,7 @@ from rlsurvey.kernels._validate import (
     check_same_device,
     check_targets,
     check_tensor,
+    compute_dtype,
 )
 from rlsurvey.kernels.logprobs import (
     REFERENCE_CHUNK_BYTES,
@@ -67,9 +68,9 @@ def _chunk_rows(n: int, vocab: int, elem_bytes: int, chunk_bytes: int) -> int:
 class _FusedLinearLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, use_triton):
-        n = hidden.shape[0]
-        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        n, acc = hidden.shape[0], compute_dtype(hidden.dtype)
+        out = torch.empty(n, dtype=acc, device=hidden.device)
+        lse = torch.empty(n, dtype=acc, device=hidden.device)
         for s in range(0, n, chunk_rows):
             sl = slice(s, s + chunk_rows)
             logits = hidden[sl] @ weight.T  # (C, V) in the input dtype; freed at the next step
@@ -122,7 +123,7 @@ def fused_linear_token_logprobs(
     | hidden   | [N, H] | float32, bfloat16, float16, 64 | last hidden states (flatten batch and time)    |
     | weight   | [V, H] | same as hidden                 | LM-head weight (nn.Linear(H, V).weight)        |
     | targets  | [N]    | int64 or int32                 | token ids in [0, V), or ignore_index           |
-    | returns  | [N]    | float32                        | log-probabilities; 0 where ignored             |
+    | returns  | [N]    | float32 (float64 for float64)  | log-probabilities; 0 where ignored             |
 
     Equation: log p_t = (h_t W^T)_{y_t} - log sum_v exp((h_t W^T)_v). Differentiable with respect to
     `hidden` and `weight`. `chunk_bytes` bounds one chunk's logits (default: 16 MiB on the CPU path,
@@ -149,7 +150,7 @@ def fused_linear_token_logprobs(
         check_positive_int("chunk_bytes", chunk_bytes)
     targets = targets.long()
     hidden = hidden if hidden.is_contiguous() else hidden.contiguous()
-    if resolve_backend(backend, hidden, weight, targets) == "triton":
+    if resolve_backend(backend, hidden, weight, targets) == "triton" and hidden.dtype != torch.float64:
         budget = CUDA_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         rows = _chunk_rows(hidden.shape[0], weight.shape[0], hidden.element_size(), budget)
         return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, True)

@@ -22,6 +22,7 @@ from rlsurvey.kernels._validate import (
     check_targets,
     check_temperature,
     check_tensor,
+    compute_dtype,
 )
 
 __all__ = ["token_logprobs", "token_logprobs_naive", "token_logprobs_reference"]
@@ -46,14 +47,14 @@ def _chunk_rows(vocab: int, chunk_bytes: int) -> int:
 def token_logprobs_naive(logits, targets, ignore_index: int = -100, temperature: float = 1.0):
     """The textbook version: a full float32 log-softmax, then a gather. The tests' ground truth."""
     valid = targets != ignore_index
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)) / temperature, dim=-1)
     picked = logp.gather(-1, torch.where(valid, targets, 0).unsqueeze(-1)).squeeze(-1)
     return torch.where(valid, picked, torch.zeros_like(picked))
 
 
 def chunk_forward(x, targets, ignore_index: int, temperature: float):
     """One chunk of rows [C, V]: returns (log p at targets, logsumexp), both float32 [C]."""
-    z = x.float() / temperature  # (C, V) float32; the only chunk-sized temporary
+    z = x.to(compute_dtype(x.dtype)) / temperature  # (C, V) float32; the only chunk-sized temporary
     lse = torch.logsumexp(z, dim=-1)
     valid = targets != ignore_index
     picked = z.gather(1, torch.where(valid, targets, 0)[:, None]).squeeze(1)
@@ -63,10 +64,11 @@ def chunk_forward(x, targets, ignore_index: int, temperature: float):
 def chunk_backward(x, targets, lse, grad_out, ignore_index: int, temperature: float):
     """One chunk of rows: d(sum_t g_t log p_t) / dx = (onehot(y) - softmax(x / T)) * g / T, in x's dtype."""
     valid = targets != ignore_index
-    g = torch.where(valid, grad_out.float(), 0.0) / temperature  # (C,) zero at ignored rows
-    d = torch.exp(x.float() / temperature - lse[:, None]).mul_(-g[:, None])  # -softmax * g, (C, V)
+    acc = compute_dtype(x.dtype)
+    g = torch.where(valid, grad_out.to(acc), 0.0) / temperature  # (C,) zero at ignored rows
+    d = torch.exp(x.to(acc) / temperature - lse[:, None]).mul_(-g[:, None])  # -softmax * g, (C, V)
     d.scatter_add_(1, torch.where(valid, targets, 0)[:, None], g[:, None])
-    return d.to(x.dtype)
+    return torch.where(valid[:, None], d, 0.0).to(x.dtype)  # exact zeros, even for all -inf ignored rows
 
 
 class _ChunkedLogprobs(torch.autograd.Function):
@@ -74,9 +76,9 @@ class _ChunkedLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets, ignore_index, temperature, chunk_rows):
-        n = logits.shape[0]
-        out = torch.empty(n, dtype=torch.float32, device=logits.device)
-        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        n, acc = logits.shape[0], compute_dtype(logits.dtype)
+        out = torch.empty(n, dtype=acc, device=logits.device)
+        lse = torch.empty(n, dtype=acc, device=logits.device)
         for s in range(0, n, chunk_rows):
             sl = slice(s, s + chunk_rows)
             out[sl], lse[sl] = chunk_forward(logits[sl], targets[sl], ignore_index, temperature)
@@ -139,11 +141,12 @@ def token_logprobs(logits, targets, ignore_index: int = -100, temperature: float
     |----------|----------|--------------------------------|-------------------------------------------|
     | logits   | [..., V] | float32, bfloat16, float16, 64 | unnormalized scores over the vocabulary   |
     | targets  | [...]    | int64 or int32                 | token ids in [0, V), or ignore_index      |
-    | returns  | [...]    | float32                        | log-probabilities; 0 where ignored        |
+    | returns  | [...]    | float32 (float64 for float64)  | log-probabilities; 0 where ignored        |
 
     Equation: log p_t = x_{t, y_t} / T - log sum_v exp(x_{t, v} / T), accumulated in float32 whatever the
-    input dtype. Ignored positions give 0 and pass back a zero gradient. Differentiable with respect to
-    `logits`. `backend` ("triton" or "torch") overrides RLSURVEY_KERNELS for this call.
+    input dtype (float64 inputs run the reference in float64). Ignored positions give 0 and pass back a
+    zero gradient. Differentiable with respect to `logits`. `backend` ("triton" or "torch") overrides
+    RLSURVEY_KERNELS for this call.
     """
     temperature = _validate(logits, targets, ignore_index, temperature)
     lead, vocab = targets.shape, logits.shape[-1]
@@ -151,7 +154,7 @@ def token_logprobs(logits, targets, ignore_index: int = -100, temperature: float
     if x.stride(-1) != 1:
         x = x.contiguous()
     t = targets.reshape(-1).long()
-    if resolve_backend(backend, x, t) == "triton":
+    if resolve_backend(backend, x, t) == "triton" and x.dtype != torch.float64:
         out = _TritonLogprobs.apply(x, t, ignore_index, temperature)
     else:
         out = token_logprobs_reference(x, t, ignore_index, temperature)
@@ -216,14 +219,16 @@ def _logprobs_bwd_kernel(
     dx_row = dx_ptr + row * dx_row_stride
     target = tl.load(t_ptr + row)
     lse = tl.load(lse_ptr + row)
-    # d log p_t / d x_v = (onehot_v - softmax_v) / T; an ignored row passes back exactly zero.
-    g = tl.where(target != ignore_index, tl.load(g_ptr + row).to(tl.float32), 0.0) / temperature
+    # d log p_t / d x_v = (onehot_v - softmax_v) / T; an ignored row passes back exactly zero (even when
+    # its logits are all -inf and the softmax is NaN).
+    valid = target != ignore_index
+    g = tl.where(valid, tl.load(g_ptr + row).to(tl.float32), 0.0) / temperature
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < n_cols
         x = tl.load(x_row + cols, mask=mask, other=float("-inf")).to(tl.float32) / temperature
         d = -tl.exp(x - lse) * g
-        d = tl.where(cols == target, d + g, d)
+        d = tl.where(valid, tl.where(cols == target, d + g, d), 0.0)
         tl.store(dx_row + cols, d.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
