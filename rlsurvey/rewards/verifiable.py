@@ -1,0 +1,182 @@
+"""Verifiable rewards: a format reward, weighted sums of reward callables, and pass@k on held-out prompts.
+
+Survey section 3 of arXiv 2412.10400 (o1, DeepSeek-R1, Kimi k1.5): the reasoning models of the survey's table
+are trained on rewards a program checks (is the final answer right? is it in the expected format?) rather
+than on a learned reward model. DeepSeek-R1 (arXiv 2501.12948, section 2.2.2) uses exactly two such rule-based
+rewards, accuracy and format, summed. Evaluation counts how often sampled answers are right: pass@k, the
+probability that at least one of k samples is correct, estimated without bias from n >= k samples per
+problem (Chen et al., arXiv 2107.03374, eq. 1).
+
+Every reward here has the trainer's signature `reward_fn(prompts, completions) -> one float per completion`
+(`rlsurvey.algos.rollout.RewardFn`), so it plugs into `rlsurvey.algos.grpo.train_grpo` unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
+from rlsurvey.lm.generation import generate
+
+__all__ = [
+    "arithmetic_format_reward",
+    "combine_rewards",
+    "evaluate_pass_at_k",
+    "make_pass_at_k_eval",
+    "pass_at_k",
+]
+
+# A canonical integer: an optional minus, then 0 or digits without a leading zero.
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def _check_pair(prompts, completions) -> tuple[list, list]:
+    if isinstance(prompts, str) or isinstance(completions, str):
+        raise TypeError("prompts and completions must be lists of str, not a single str")
+    prompts, completions = list(prompts), list(completions)
+    if len(prompts) != len(completions):
+        raise ValueError(
+            f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}"
+        )
+    return prompts, completions
+
+
+def arithmetic_format_reward(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    """1.0 where a completion, stripped of surrounding white space, is one canonical integer ("95", "-3",
+    "0"), else 0.0; float64 array [len(completions)].
+
+    The arithmetic world's analogue of DeepSeek-R1's format reward: it says nothing about correctness, only
+    that the response is something the verifier can read ("95 apples", "095" and "" are not). Added with a
+    small weight it steers a model that rambles towards short answers; it can also be gamed (any integer
+    earns it), which is why it is only ever a small part of the reward.
+    """
+    _, completions = _check_pair(prompts, completions)
+    out = np.zeros(len(completions), dtype=np.float64)
+    for i, c in enumerate(completions):
+        if not isinstance(c, str):
+            raise TypeError(f"completions[{i}] must be a str, got {type(c).__name__}")
+        out[i] = float(_INTEGER.fullmatch(c.strip()) is not None)
+    return out
+
+
+def combine_rewards(reward_fns: Sequence[RewardFn], weights: Sequence[float] | None = None) -> RewardFn:
+    """One reward callable r(q, o) = Σ_j w_j r_j(q, o) from several (TRL's `reward_funcs` with
+    `reward_weights`; DeepSeek-R1's accuracy plus format reward).
+
+    weights: one finite number per callable (default: all 1). Each component is checked on every call: it
+    must return one finite number per completion, or the error names the component.
+    The returned callable gives a float64 array [len(completions)].
+    """
+    if callable(reward_fns) or isinstance(reward_fns, str) or not isinstance(reward_fns, Sequence):
+        raise TypeError(f"reward_fns must be a list of callables, got {type(reward_fns).__name__}")
+    fns = list(reward_fns)
+    if not fns:
+        raise ValueError("reward_fns must hold at least one callable, got an empty list")
+    for j, fn in enumerate(fns):
+        if not callable(fn):
+            raise TypeError(f"reward_fns[{j}] must be callable, got {type(fn).__name__}")
+    w = [1.0] * len(fns) if weights is None else [float(x) for x in weights]
+    if len(w) != len(fns):
+        raise ValueError(f"weights must have one entry per reward function ({len(fns)}), got {len(w)}")
+    if not all(math.isfinite(x) for x in w):
+        raise ValueError(f"weights must be finite numbers, got {w}")
+
+    def combined(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        prompts, completions = _check_pair(prompts, completions)
+        total = np.zeros(len(completions), dtype=np.float64)
+        for j, (fn, wj) in enumerate(zip(fns, w)):
+            try:
+                scores = compute_rewards(fn, prompts, completions)
+            except ValueError as exc:
+                raise type(exc)(f"reward_fns[{j}] ({getattr(fn, '__name__', fn)!r}): {exc}") from exc
+            total += wj * scores.double().numpy()
+        return total
+
+    combined.__name__ = "+".join(f"{wj:g}*{getattr(fn, '__name__', 'reward')}" for fn, wj in zip(fns, w))
+    return combined
+
+
+def pass_at_k(n, c, k: int) -> np.ndarray:
+    """The unbiased pass@k estimate per problem (Chen et al., arXiv 2107.03374, eq. 1):
+
+        pass@k = 1 − C(n − c, k) / C(n, k) = 1 − Π_{i = n−c+1}^{n} (1 − k / i)
+
+    from n samples of which c are correct. The product form avoids the huge binomials; it is exactly 1 when
+    n − c < k (every choice of k samples contains a correct one).
+
+    | argument | shape | meaning |
+    |---|---|---|
+    | n | [P] or scalar | samples drawn per problem (>= k) |
+    | c | [P] or scalar | correct samples among them (0 <= c <= n) |
+    | k | int | samples the metric is allowed |
+    | returns | [P] float64 | the estimate for each problem (average them for the benchmark's pass@k) |
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    n_arr = np.atleast_1d(np.asarray(n))
+    c_arr = np.atleast_1d(np.asarray(c))
+    for name, arr in (("n", n_arr), ("c", c_arr)):
+        if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+            raise ValueError(f"{name} must hold integers, got {arr.tolist()}")
+    n_arr, c_arr = np.broadcast_arrays(n_arr.astype(np.int64), c_arr.astype(np.int64))
+    if np.any(n_arr < k):
+        raise ValueError(f"n must be at least k={k} for every problem, got n={n_arr.tolist()}")
+    if np.any((c_arr < 0) | (c_arr > n_arr)):
+        raise ValueError(f"c must be in [0, n] for every problem, got c={c_arr.tolist()} n={n_arr.tolist()}")
+    out = np.ones(n_arr.shape, dtype=np.float64)
+    for idx, (ni, ci) in enumerate(zip(n_arr.tolist(), c_arr.tolist())):
+        if ni - ci >= k:
+            i = np.arange(ni - ci + 1, ni + 1, dtype=np.float64)
+            out[idx] = 1.0 - np.prod(1.0 - k / i)
+    return out
+
+
+@torch.no_grad()
+def evaluate_pass_at_k(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    verifier: RewardFn,
+    n: int = 8,
+    ks: Sequence[int] = (1, 8),
+    max_new_tokens: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 512,
+    threshold: float = 1.0,
+) -> dict:
+    """Sample `n` responses to every held-out prompt and report pass@k for each k in `ks`.
+
+    A response counts as correct when `verifier(prompts, responses)` scores it at least `threshold` (1.0
+    for the exact-match `rlsurvey.tasks.arithmetic.verify`). Returns a dict with "pass@k" for every k
+    (eq. 1 averaged over the prompts), "mean_length" (response tokens, EOS included, as the trainer counts
+    them) and "n". The sampling uses its own seeded generator, so two calls on the same model agree and
+    training's random stream is untouched.
+    """
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts must be a non-empty list of str")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    ks = [ks] if isinstance(ks, int) else list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n for k in ks):
+        raise ValueError(f"ks must be ints in [1, n={n}], got {ks}")
+    batch = repeat_prompts(list(prompts), n)
+    gen = generate(model, tokenizer, batch, max_new_tokens, temperature, seed=seed, batch_size=batch_size)
+    scores = compute_rewards(verifier, batch, gen.texts).view(len(prompts), n)
+    correct = (scores >= threshold).sum(1).numpy()
+    out = {f"pass@{k}": float(pass_at_k(n, correct, k).mean()) for k in ks}
+    out["mean_length"] = gen.response_mask.sum(1).float().mean().item()
+    out["n"] = n
+    return out
+
+
+def make_pass_at_k_eval(prompts: Sequence[str], verifier: RewardFn, tokenizer, **kwargs) -> Callable:
+    """An `eval_fn` for `train_grpo`: model -> `evaluate_pass_at_k(model, tokenizer, prompts, verifier,
+    **kwargs)` (its history rows then carry "eval/pass@1", "eval/pass@k" and "eval/mean_length")."""
+    prompts = list(prompts)
+    return lambda model: evaluate_pass_at_k(model, tokenizer, prompts, verifier, **kwargs)
