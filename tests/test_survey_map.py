@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from rlsurvey import survey as S
+from rlsurvey.exercises import ExerciseError, ch00
 
 # Every arXiv id the survey names in sections 4-8 (its companion repository's lists), written out by hand so
 # that a paper dropped from the data file is noticed.
@@ -143,3 +144,29 @@ def test_notebook_table_reads_runtimes_from_headers(tmp_path, survey):
     assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "42 s"
     assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated"
     assert not rows[3]["exists"] and rows[3]["cpu_runtime"] == "not written yet"
+
+
+# ---------------------------------------------------------------- chapter 00's exercise checks
+
+
+def test_where_taught_check(survey):
+    right = {"RLOO (Back to Basics)": 7, "KTO": 11, "RewardBench": 9, "UCB1": 1}
+    assert set(right) == set(ch00.WHERE_QUESTIONS)
+    assert ch00.check_where_taught(right)
+    assert ch00.check_where_taught({**right, "RewardBench": 6})  # taught in two chapters: either is right
+    for wrong in ({**right, "KTO": 10}, {k: v for k, v in right.items() if k != "UCB1"}, [7, 11, 9, 1]):
+        with pytest.raises(ExerciseError):
+            ch00.check_where_taught(wrong)
+
+
+def test_chapters_for_section_check(survey):
+    assert ch00.check_chapters_for_section(ch00.reference_chapters_for_section)
+    assert ch00.check_chapters_for_section(
+        lambda m, sid: list(next(s for s in m.sections if s.id == sid).chapters)
+    )
+    assert ch00.reference_chapters_for_section(survey, "6") == [6, 9]
+    first_part_only = lambda m, sid: list(next(s for s in m.sections if s.id == sid).parts[0].chapters)  # noqa: E731
+    with_repeats = lambda m, sid: [c for s in m.sections if s.id == sid for p in s.parts for c in p.chapters]  # noqa: E731
+    for wrong in (first_part_only, with_repeats, lambda m, sid: None):
+        with pytest.raises(ExerciseError):
+            ch00.check_chapters_for_section(wrong)
