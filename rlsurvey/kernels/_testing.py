@@ -35,7 +35,8 @@ def outputs_and_grads(fn, inputs: dict, seed: int = 0):
     out = fn(**leaves)
     outs = out if isinstance(out, tuple) else (out,)
     gen = torch.Generator().manual_seed(seed)
-    loss = sum((o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64)).sum() for o in outs)
+    upstream = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device) for o in outs]
+    loss = sum((o.double() * u).sum() for o, u in zip(outs, upstream))
     loss.backward()
     grads = {k: v.grad for k, v in leaves.items() if isinstance(v, torch.Tensor) and v.requires_grad}
     return tuple(o.detach() for o in outs), grads

@@ -1,0 +1,141 @@
+"""fused_linear_token_logprobs: kernel path (interpreter) and chunked reference against the full-logits one.
+
+Also checks the memory claim itself: no tensor of [tokens, vocab] elements is ever created by the chunked
+paths, recorded with a TorchDispatchMode that sees every tensor an operator returns.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from rlsurvey.kernels import (
+    HAS_TRITON,
+    fused_linear_token_logprobs,
+    fused_linear_token_logprobs_naive,
+    fused_linear_token_logprobs_reference,
+    token_logprobs_reference,
+)
+from rlsurvey.kernels._dispatch import use_interpreter
+from rlsurvey.kernels._testing import interpreter_failures, outputs_and_grads
+
+INTERP = not torch.cuda.is_available() and use_interpreter()
+interp = pytest.mark.skipif(not INTERP, reason="interpreter not active here; run by the subprocess test")
+TOL = {"atol": 1e-5, "rtol": 1e-5}  # |a - b| <= 1e-5 + 1e-5 |b|, as in test_kernels_logprobs
+HIDDEN = 16
+
+
+def _case(n, v, seed, ignore_every=3):
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, HIDDEN, generator=gen)
+    weight = torch.randn(v, HIDDEN, generator=gen) / HIDDEN**0.5
+    targets = torch.randint(0, v, (n,), generator=gen)
+    targets[::ignore_every] = -100
+    return {"hidden": hidden, "weight": weight, "targets": targets}
+
+
+def _assert_matches(inputs, fn):
+    (out,), grads = outputs_and_grads(fn, inputs)
+    (ref,), ref_grads = outputs_and_grads(fused_linear_token_logprobs_naive, inputs)
+    torch.testing.assert_close(out, ref, **TOL)
+    for name in ("hidden", "weight"):
+        torch.testing.assert_close(
+            grads[name], ref_grads[name], **TOL, msg=lambda m, name=name: f"{name}: {m}"
+        )
+    return out, grads
+
+
+# every required token count and vocabulary size appears; rows per chunk chosen to leave a ragged last chunk
+SHAPES = [(1, 5003, None), (7, 3, 2), (7, 1000, None), (129, 1000, 50), (129, 5003, 40), (1, 3, None)]
+
+
+@interp
+@pytest.mark.parametrize("n,v,rows", SHAPES)
+def test_triton_matches_reference(n, v, rows):
+    inputs = _case(n, v, seed=n + v, ignore_every=3 if n > 1 else 2)
+    chunk = None if rows is None else rows * v * 4
+
+    def ours(hidden, weight, targets):
+        return fused_linear_token_logprobs(hidden, weight, targets, backend="triton", chunk_bytes=chunk)
+
+    out, grads = _assert_matches(inputs, ours)
+    ignored = inputs["targets"] == -100
+    assert (out[ignored] == 0).all() and (grads["hidden"][ignored] == 0).all()
+
+
+@interp
+def test_triton_gradient_for_one_input_only():
+    inputs = _case(9, 50, seed=5)
+    _, ref_grads = outputs_and_grads(fused_linear_token_logprobs_naive, inputs)
+    for live_name, frozen_name in (("hidden", "weight"), ("weight", "hidden")):
+        live = inputs[live_name].clone().requires_grad_()
+        args = {live_name: live, frozen_name: inputs[frozen_name], "targets": inputs["targets"]}
+        out = fused_linear_token_logprobs(**args, backend="triton", chunk_bytes=4 * 50 * 4)
+        gen = torch.Generator().manual_seed(0)  # the upstream gradient outputs_and_grads uses
+        (out.double() * torch.randn(out.shape, generator=gen, dtype=torch.float64)).sum().backward()
+        torch.testing.assert_close(live.grad, ref_grads[live_name], **TOL)
+
+
+@pytest.mark.parametrize("n,v,rows", [(1, 3, 1), (7, 1000, 2), (129, 5003, 16), (129, 1000, 129)])
+def test_chunked_reference_equals_naive(n, v, rows):
+    inputs = _case(n, v, seed=7)
+
+    def chunked(hidden, weight, targets):
+        return fused_linear_token_logprobs_reference(hidden, weight, targets, chunk_bytes=rows * v * 8)
+
+    _assert_matches(inputs, chunked)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 12), v=st.integers(1, 40), rows=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_property_chunked_equals_naive_and_nonpositive(n, v, rows, seed):
+    inputs = _case(n, v, seed, ignore_every=4)
+    out = fused_linear_token_logprobs_reference(**inputs, chunk_bytes=rows * v * 8)
+    assert (out <= 0).all()
+    torch.testing.assert_close(out, fused_linear_token_logprobs_naive(**inputs), **TOL)
+
+
+class _RecordNumel(TorchDispatchMode):
+    """Records the element count of every new tensor an operator returns (views and out= results excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        flat = torch.utils._pytree.tree_leaves((args, kwargs))
+        seen = {t.untyped_storage().data_ptr() for t in flat if isinstance(t, torch.Tensor)}
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                self.sizes.append(t.numel())
+        return out
+
+
+def test_chunked_paths_never_create_tokens_by_vocab_tensors():
+    n, v, h = 64, 300, 8  # n > h, so the weight gradient [v, h] is smaller than [n, v]
+    inputs = _case(n, v, seed=9)
+    inputs = {k: (x[:, :h].contiguous() if k != "targets" else x) for k, x in inputs.items()}
+    hidden = inputs["hidden"].requires_grad_()
+    weight = inputs["weight"].requires_grad_()
+    with _RecordNumel() as rec:
+        out = fused_linear_token_logprobs_reference(hidden, weight, inputs["targets"], chunk_bytes=8 * v * 8)
+        out.sum().backward()
+    assert max(rec.sizes) <= 8 * v < n * v  # one chunk of 8 rows at most
+    with _RecordNumel() as naive:
+        fused_linear_token_logprobs_naive(hidden, weight, inputs["targets"]).sum().backward()
+    assert max(naive.sizes) >= n * v  # the recorder does see the full logits when they exist
+
+    logits = torch.randn(n, v, requires_grad=True)
+    with _RecordNumel() as rec:
+        out = token_logprobs_reference(logits, inputs["targets"], chunk_bytes=8 * v * 4)
+        out.sum().backward()
+    assert sum(s >= n * v for s in rec.sizes) == 1  # only the gradient itself, which has the logits' shape
+
+
+@pytest.mark.skipif(INTERP or not HAS_TRITON, reason="the interpreter tests ran in this process")
+def test_interpreter_tests_in_subprocess(request):
+    failures = interpreter_failures(__file__, request)
+    assert not failures, "\n\n".join(failures)
