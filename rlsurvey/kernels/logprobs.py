@@ -52,9 +52,14 @@ def token_logprobs_naive(logits, targets, ignore_index: int = -100, temperature:
     return torch.where(valid, picked, torch.zeros_like(picked))
 
 
+def _scaled(x, temperature: float):
+    z = x.to(compute_dtype(x.dtype))  # no copy for float32 input
+    return z if temperature == 1.0 else z / temperature
+
+
 def chunk_forward(x, targets, ignore_index: int, temperature: float):
     """One chunk of rows [C, V]: returns (log p at targets, logsumexp), both float32 [C]."""
-    z = x.to(compute_dtype(x.dtype)) / temperature  # (C, V) float32; the only chunk-sized temporary
+    z = _scaled(x, temperature)  # (C, V)
     lse = torch.logsumexp(z, dim=-1)
     valid = targets != ignore_index
     picked = z.gather(1, torch.where(valid, targets, 0)[:, None]).squeeze(1)
@@ -64,11 +69,11 @@ def chunk_forward(x, targets, ignore_index: int, temperature: float):
 def chunk_backward(x, targets, lse, grad_out, ignore_index: int, temperature: float):
     """One chunk of rows: d(sum_t g_t log p_t) / dx = (onehot(y) - softmax(x / T)) * g / T, in x's dtype."""
     valid = targets != ignore_index
-    acc = compute_dtype(x.dtype)
-    g = torch.where(valid, grad_out.to(acc), 0.0) / temperature  # (C,) zero at ignored rows
-    d = torch.exp(x.to(acc) / temperature - lse[:, None]).mul_(-g[:, None])  # -softmax * g, (C, V)
+    g = torch.where(valid, grad_out.to(lse.dtype), 0.0) / temperature  # (C,) zero at ignored rows
+    d = (_scaled(x, temperature) - lse[:, None]).exp_().mul_(-g[:, None])  # -softmax * g: one (C, V) buffer
     d.scatter_add_(1, torch.where(valid, targets, 0)[:, None], g[:, None])
-    return torch.where(valid[:, None], d, 0.0).to(x.dtype)  # exact zeros, even for all -inf ignored rows
+    d.masked_fill_(~valid[:, None], 0.0)  # exact zeros, even for ignored rows of only -inf (NaN softmax)
+    return d.to(x.dtype)
 
 
 class _ChunkedLogprobs(torch.autograd.Function):
