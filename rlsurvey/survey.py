@@ -251,7 +251,13 @@ def notebook_table(notebook_dir: str | Path | None = None, survey: SurveyMap | N
     """One row per chapter: number, notebook, title, survey section, device, and the measured CPU runtime
     from the notebook's own header ("not written yet" when the notebook does not exist)."""
     survey = survey or load_survey_map()
-    folder = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    if (
+        notebook_dir is None
+    ):  # the checkout's notebooks/, else the working directory (a notebook's own folder)
+        has_chapters = [d for d in (NOTEBOOK_DIR, Path.cwd()) if any(d.glob("[0-9][0-9]_*.ipynb"))]
+        folder = has_chapters[0] if has_chapters else NOTEBOOK_DIR
+    else:
+        folder = Path(notebook_dir)
     rows = []
     for c in survey.chapters:
         path = folder / c.notebook
