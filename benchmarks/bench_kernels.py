@@ -330,7 +330,8 @@ def plot(result: dict, path: Path) -> None:
                 xs, [by_key.get((c, method), {}).get(key, float("nan")) for c in cases], width, label=method
             )
     labels = [f"{op}\n{mode}\nN={n} V={v}" for op, mode, n, v in cases]
-    for ax, ylabel in zip(axes, ("peak extra memory (MiB)", f"time ({time_key}, ms)")):
+    time_label = "median time (ms)" if time_key == "ms_p50" else "time of one call (ms)"
+    for ax, ylabel in zip(axes, ("peak extra memory (MiB)", time_label)):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))], labels, fontsize=7)
         ax.set_ylabel(ylabel)
         ax.set_yscale("log")
@@ -345,8 +346,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="run the CPU part even where CUDA exists")
     parser.add_argument("--quick", action="store_true", help="GPU: the smallest shape only")
+    parser.add_argument("--replot", help="redraw the figure of an existing results JSON and exit")
     parser.add_argument("--cpu-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replot:
+        path = Path(args.replot)
+        plot(json.loads(path.read_text()), path.with_suffix(".png"))
+        return
     if args.cpu_worker:
         print(json.dumps(cpu_worker(json.loads(args.cpu_worker))))
         return
