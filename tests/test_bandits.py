@@ -127,6 +127,8 @@ def test_softmax_matches_definition_and_is_stable():
     np.testing.assert_allclose(B.softmax(h), np.exp(h) / np.exp(h).sum())
     big = B.softmax(np.array([1000.0, 1000.0]))
     np.testing.assert_allclose(big, [0.5, 0.5])
+    batch = np.array([[0.0, 1.0], [3.0, -1.0]])
+    np.testing.assert_allclose(B.softmax(batch), [B.softmax(row) for row in batch])
 
 
 def test_gradient_bandit_update_by_hand():

@@ -190,6 +190,8 @@ def test_non_convergence_is_reported():
         dp.value_iteration(P, R, 0.99, max_iter=3)
     with pytest.raises(RuntimeError, match="policy evaluation did not converge"):
         dp.policy_evaluation(P, R, dp.uniform_policy(3, 2), 0.99, max_iter=3)
+    with pytest.raises(RuntimeError, match="policy iteration did not stabilise"):
+        dp.policy_iteration(P, R, 0.9, max_iter=1)  # the uniform start is never greedy itself
 
 
 def test_value_iteration_residuals_contract_by_gamma():

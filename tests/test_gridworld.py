@@ -188,6 +188,10 @@ def test_render_figure_draws_values_and_policy():
     fig = env.render_figure(agent=env.start_state)
     assert len(fig.axes) == 1
     plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    assert env.render_figure(values=values, ax=axes[1]) is fig  # draws into the given axes
+    assert axes[1].images and not axes[0].images
+    plt.close(fig)
 
 
 def test_render_figure_rejects_wrong_shapes():

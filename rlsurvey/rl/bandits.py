@@ -217,7 +217,10 @@ class UCB1(_SampleAverageAgent):
 
 
 def softmax(h: np.ndarray) -> np.ndarray:
-    """pi_a = exp(h_a) / sum_b exp(h_b) over the last axis (shifted by the max, so it never overflows)."""
+    """pi_a = exp(h_a) / sum_b exp(h_b) over the last axis (shifted by the max, so it never overflows).
+
+    h: (..., k) preferences; returns (..., k) probabilities summing to one over the last axis.
+    """
     h = np.asarray(h, dtype=float)
     z = np.exp(h - h.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)

@@ -53,7 +53,14 @@ class DPResult:
 
 
 def check_mdp(P, R, gamma: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validate and return (P, R, gamma) as float arrays; raise ValueError naming what is wrong."""
+    """Validate and return (P, R, gamma) as float arrays; raise ValueError naming what is wrong.
+
+    | name   | shape     | requirement                                  |
+    |--------|-----------|----------------------------------------------|
+    | P      | (S, A, S) | finite, non-negative, each P[s, a] sums to 1 |
+    | R      | (S, A)    | finite                                       |
+    | gamma  | float     | in [0, 1]                                    |
+    """
     P = np.asarray(P, dtype=float)
     R = np.asarray(R, dtype=float)
     if P.ndim != 3 or P.shape[0] != P.shape[2]:
@@ -71,7 +78,7 @@ def check_mdp(P, R, gamma: float) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def check_policy(policy, n_states: int, n_actions: int) -> np.ndarray:
-    """Validate an (S, A) stochastic policy matrix: non-negative rows that sum to one."""
+    """Validate a stochastic policy matrix: shape (S, A), non-negative rows that sum to one; return it."""
     pi = np.asarray(policy, dtype=float)
     if pi.shape != (n_states, n_actions):
         raise ValueError(f"policy must have shape (S, A) = {(n_states, n_actions)}, got {pi.shape}")
@@ -85,12 +92,16 @@ def check_policy(policy, n_states: int, n_actions: int) -> np.ndarray:
 
 
 def uniform_policy(n_states: int, n_actions: int) -> np.ndarray:
-    """pi(a | s) = 1 / A for every state: the usual starting point."""
+    """pi(a | s) = 1 / A for every state, as an (S, A) matrix: the usual starting point."""
     return np.full((n_states, n_actions), 1.0 / n_actions)
 
 
 def absorbing_states(P, R) -> np.ndarray:
-    """(S,) bool: states that every action keeps in place with zero reward (episode ends there)."""
+    """(S,) bool mask of states that every action keeps in place with zero reward (the episode ends there).
+
+    P (S, A, S) and R (S, A) as in `check_mdp`; a state s is absorbing iff P[s, a, s] = 1 and R[s, a] = 0
+    for every a.
+    """
     P, R = np.asarray(P, dtype=float), np.asarray(R, dtype=float)
     stay = np.diagonal(P, axis1=0, axis2=2).T  # (S, A): P[s, a, s]
     return np.all(np.isclose(stay, 1.0), axis=1) & np.all(R == 0, axis=1)
@@ -110,7 +121,8 @@ def is_proper(P, R, policy) -> bool:
     """True if, following `policy`, an absorbing state is reached with probability one from every state.
 
     In a finite chain this holds exactly when an absorbing state is reachable (by a path of positive
-    probability) from every state, which a backward graph search decides.
+    probability) from every state, which a backward graph search decides. P (S, A, S), R (S, A), policy
+    (S, A); returns a bool.
     """
     P, R = np.asarray(P, dtype=float), np.asarray(R, dtype=float)
     P_pi, _ = induced_chain(P, R, policy)
