@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 __all__ = ["ExerciseError", "assert_close", "call_safely", "passed"]
@@ -24,10 +25,17 @@ def passed(name: str) -> bool:
     return True
 
 
+def _as_float64(x) -> torch.Tensor:
+    # np.array copies first: torch.as_tensor refuses NumPy views with negative strides (x[::-1]).
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float64).cpu()
+    return torch.from_numpy(np.array(x, dtype=np.float64))
+
+
 def assert_close(name: str, got, expected, hint: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
     """Raise ExerciseError unless `got` equals `expected` (numbers, arrays or tensors) within tolerance."""
-    g = torch.as_tensor(got, dtype=torch.float64)
-    e = torch.as_tensor(expected, dtype=torch.float64)
+    g = _as_float64(got)
+    e = _as_float64(expected)
     if g.shape != e.shape:
         raise ExerciseError(f"{name}: expected shape {tuple(e.shape)}, got {tuple(g.shape)}. Hint: {hint}")
     if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=False):
