@@ -100,6 +100,29 @@ def test_triton_large_logits_stay_finite_and_nonpositive():
     torch.testing.assert_close(out, token_logprobs_naive(logits, targets), **TOL)
 
 
+@interp
+def test_env_var_picks_the_path(monkeypatch):
+    import rlsurvey.kernels.logprobs as module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the other path ran")
+
+    logits, targets = _case(5, 40, seed=6)
+    want = token_logprobs_naive(logits, targets)
+    monkeypatch.setenv("RLSURVEY_KERNELS", "triton")
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "token_logprobs_reference", refuse)
+        torch.testing.assert_close(token_logprobs(logits, targets), want, **TOL)
+    monkeypatch.setenv("RLSURVEY_KERNELS", "torch")
+    with monkeypatch.context() as patch:
+        patch.setattr(module._TritonLogprobs, "apply", refuse)
+        torch.testing.assert_close(token_logprobs(logits, targets), want, **TOL)
+    monkeypatch.setenv("RLSURVEY_KERNELS", "auto")  # CPU tensors: the reference
+    with monkeypatch.context() as patch:
+        patch.setattr(module._TritonLogprobs, "apply", refuse)
+        torch.testing.assert_close(token_logprobs(logits, targets), want, **TOL)
+
+
 @pytest.mark.parametrize("n,v,temperature", [(1, 3, 1.0), (7, 1000, 0.7), (129, 5003, 1.3)])
 def test_chunked_reference_equals_naive(n, v, temperature):
     logits, targets = _case(n, v, seed=4)
