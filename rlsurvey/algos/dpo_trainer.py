@@ -1,0 +1,566 @@
+"""A DPO trainer for any Hugging Face causal LM and any preference dataset (survey sections 7 and 8).
+
+Direct preference optimization (Rafailov et al., arXiv 2305.18290) turns preference pairs into a
+classification loss on the policy's own log-probabilities, so training is a plain supervised loop: score the
+chosen and rejected responses, compare with a frozen reference, step. `loss_type` picks any loss of
+`rlsurvey.algos.dpo.preference_loss` (DPO, SLiC hinge, IPO, cDPO, robust DPO, DPO-Positive, β-DPO, SimPO,
+ORPO) or an unpaired loss of `rlsurvey.algos.kto` (KTO, arXiv 2402.01306; NPO, arXiv 2404.05868).
+
+Where the speed comes from, and why each choice is exact:
+
+- Tokenized once. Chosen and rejected go through ONE forward pass: the batch holds all 2B sequences.
+- Packing. Reviews, answers and chat turns vary in length, so a padded batch is mostly padding. The 2B
+  sequences (prompt + response) are packed first-fit into rows as wide as the longest one; position ids
+  restart at 0 for every sequence, which Hugging Face models read as "packed" and answer with a
+  block-diagonal causal mask, so no token attends across sequences and every log-prob equals the padded
+  one. The trainer checks this equality on the first batch and falls back to padding if a model disagrees.
+- Only the response positions reach the LM head; log-probs go through `rlsurvey.kernels` (`token_logprobs`,
+  or `fused_linear_token_logprobs` with `fused_lm_head`, which never builds [tokens, vocab] logits). The
+  padded path is `rlsurvey.lm.logprobs.response_logprobs`, the course's reference.
+- `precompute_ref_log_probs`: the reference scores the data once, before the first step, so no reference
+  forward runs during training and, when no separate reference is given, no copy of the model is made: the
+  policy at step 0 *is* the reference.
+
+Data formats (TRL's): paired `prompt`/`chosen`/`rejected` strings (or conversations, see `rlsurvey.data`);
+for KTO and NPO also unpaired `prompt`/`completion`/`label` (True: desirable). Paired data is unpaired as
+chosen -> desirable, rejected -> undesirable; NPO trains only on undesirable responses (the forget set).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
+from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
+from rlsurvey.algos.rollout import disable_dropout
+from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
+from rlsurvey.lm.logprobs import response_logprobs
+
+__all__ = ["ALL_LOSS_TYPES", "UNPAIRED", "DPOConfig", "DPOTrainer", "packed_logps", "padded_logps"]
+
+UNPAIRED = ("kto", "npo")
+ALL_LOSS_TYPES = LOSS_TYPES + UNPAIRED
+
+
+@dataclass
+class DPOConfig:
+    loss_type: str = "sigmoid"  # a preference_loss type (rlsurvey.algos.dpo.LOSS_TYPES), or "kto" / "npo"
+    beta: float = 0.1  # β: KL strength (SimPO: reward scale; ORPO: weight λ of the odds-ratio term)
+    label_smoothing: float = 0.0  # ε, the assumed label-flip rate of cdpo and robust, in [0, 0.5)
+    learning_rate: float = 5e-5  # AdamW peak rate (TRL's 1e-6 suits billions of parameters, not tiny models)
+    batch_size: int = 8  # pairs (or unpaired examples) per micro-batch, TRL's per_device_train_batch_size
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step: batch = batch_size x this
+    max_steps: int | None = None  # optimizer steps; None: num_epochs passes over the data
+    num_epochs: float = 1.0  # passes over the data when max_steps is None
+    lr_scheduler: str = "linear"  # "linear" (decay to 0 after warm-up, TRL's default) or "constant"
+    warmup_steps: int = 0  # linear warm-up from 0 to learning_rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    adam_epsilon: float = 1e-8  # AdamW denominator guard
+    max_grad_norm: float | None = 1.0  # clip the global gradient norm (None: no clipping)
+    max_prompt_length: int | None = None  # keep only the LAST this many prompt tokens (None: all)
+    max_completion_length: int | None = None  # keep only the FIRST this many response tokens, EOS included
+    add_eos: bool = True  # end every response with EOS (a finished answer), as TRL does
+    precompute_ref_log_probs: bool = True  # the reference scores the data once; none runs during training
+    ref_batch_size: int = 64  # examples per no-grad pass when precomputing and evaluating
+    packing: bool = True  # pack sequences into rows instead of padding (checked exact; else padding)
+    fused_lm_head: bool = False  # log-probs from hidden states and LM head, never full logits (large vocab)
+    shuffle: bool = True  # reshuffle the data every epoch (False: dataset order, as in a benchmark)
+    seed: int = 0  # seeds the shuffling
+    disable_dropout: bool = True  # dropout would make the policy/reference log-ratio noisy even at step 0
+    logging_steps: int = 1  # optimizer steps averaged into one history entry
+    save_steps: int | None = None  # save output_dir/checkpoint-<step> every this many steps (None: never)
+    output_dir: str | None = None  # checkpoints: HF directories (model, tokenizer, trainer_state.json)
+    progress: bool = True  # show a tqdm progress bar
+    ipo_length_normalize: bool = True  # IPO on per-token mean log-ratios (see rlsurvey.algos.dpo)
+    dpop_lambda: float = 50.0  # λ of DPO-Positive: penalty weight when log π(y_w) drops below the reference
+    bdpo_alpha: float = 0.6  # α of β-DPO: how strongly β follows the batch's implicit-reward margin
+    bdpo_momentum: float = 0.9  # β-DPO's running baseline M_0 <- m M_0 + (1 - m) M_batch
+    simpo_gamma: float = 0.5  # SimPO's target reward margin γ
+    kto_desirable_weight: float = 1.0  # λ_D of KTO
+    kto_undesirable_weight: float = 1.0  # λ_U of KTO
+
+    def __post_init__(self):
+        if self.loss_type not in ALL_LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {list(ALL_LOSS_TYPES)}, got {self.loss_type!r}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if not (isinstance(self.beta, (int, float)) and self.beta > 0):
+            raise ValueError(f"beta must be a positive number, got {self.beta!r}")
+        if self.lr_scheduler not in ("linear", "constant"):
+            raise ValueError(f"lr_scheduler must be 'linear' or 'constant', got {self.lr_scheduler!r}")
+        for name in ("batch_size", "gradient_accumulation_steps", "ref_batch_size", "logging_steps"):
+            _check_int(name, getattr(self, name), none_ok=False)
+        for name in ("max_steps", "save_steps", "max_prompt_length", "max_completion_length"):
+            _check_int(name, getattr(self, name), none_ok=True)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_steps is None and not self.num_epochs > 0:
+            raise ValueError(f"num_epochs must be > 0 when max_steps is None, got {self.num_epochs}")
+        if self.save_steps is not None and self.output_dir is None:
+            raise ValueError("save_steps needs an output_dir, got output_dir=None")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.loss_type not in REFERENCE_FREE
+
+
+def _check_int(name: str, value, none_ok: bool) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if none_ok else ''}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Log-probabilities of many (prompt, response) pairs in one forward pass
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, fused: bool) -> torch.Tensor:
+    """log π(target) from hidden states [N, H] through the model's output layer, [N] float32."""
+    head = model.get_output_embeddings()
+    if fused:
+        if getattr(head, "bias", None) is not None:
+            raise ValueError("fused_lm_head=True needs an LM head without bias; use fused_lm_head=False")
+        return fused_linear_token_logprobs(hidden, head.weight, targets)
+    return token_logprobs(head(hidden), targets)
+
+
+class SequenceBatch:
+    """n (prompt, response) token sequences laid out once for a forward pass, packed or padded.
+
+    | argument  | shape     | meaning                                              |
+    |-----------|-----------|------------------------------------------------------|
+    | prompts   | n x [P_i] | prompt token ids (int64 tensors, no padding)         |
+    | responses | n x [R_i] | response token ids (EOS included when wanted)        |
+
+    Packed: sequences go first-fit, longest first, into rows as wide as the longest one; position ids
+    restart at 0 per sequence and no attention mask is passed, which transformers reads as packed sequences
+    (block-diagonal causal attention). Column c of a row predicts column c + 1, so response token t of a
+    sequence starting at column o is read at column o + P_i - 1 + t. Padded: prompts on the left, responses
+    on the right, scored by `rlsurvey.lm.logprobs.response_logprobs`, the course's reference path.
+    """
+
+    def __init__(self, prompts, responses, pad_id: int, packing: bool = True, device=None):
+        self.n, self.packing = len(prompts), packing
+        if not packing:
+            pad = torch.nn.utils.rnn.pad_sequence
+            ones = [torch.ones_like(p) for p in prompts], [torch.ones_like(r) for r in responses]
+            self.p_ids = pad(prompts, batch_first=True, padding_value=pad_id, padding_side="left").to(device)
+            self.p_mask = pad(ones[0], batch_first=True, padding_side="left").to(device)
+            self.r_ids = pad(responses, batch_first=True, padding_value=pad_id).to(device)
+            self.r_mask = pad(ones[1], batch_first=True).to(device)
+            return
+        seqs = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
+        width = max(len(s) for s in seqs)
+        fill: list[int] = []
+        place = [(0, 0)] * len(seqs)
+        for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):
+            row = next((k for k, f in enumerate(fill) if f + len(seqs[i]) <= width), len(fill))
+            fill += [0] * (row == len(fill))
+            place[i] = (row, fill[row])
+            fill[row] += len(seqs[i])
+        ids = torch.full((len(fill), width), pad_id, dtype=torch.long)
+        pos = torch.arange(width).repeat(len(fill), 1)
+        targets = torch.full((len(fill), width), -100, dtype=torch.long)
+        owner = torch.full((len(fill), width), -1, dtype=torch.long)
+        for i, (s, p) in enumerate(zip(seqs, prompts)):
+            (row, o), n, start = place[i], len(s), place[i][1] + len(p) - 1
+            ids[row, o : o + n], pos[row, o : o + n] = s, torch.arange(n)
+            targets[row, start : o + n - 1], owner[row, start : o + n - 1] = s[len(p) :], i
+        for row, f in enumerate(fill):
+            pos[row, f:] -= f  # a row's unused tail is one more sequence, starting at position 0
+        keep = (targets != -100).flatten()
+        self.ids, self.pos, self.keep = ids.to(device), pos.to(device), keep.to(device)
+        self.targets, self.owner = targets.flatten()[keep].to(device), owner.flatten()[keep].to(device)
+
+    def logps(self, model, fused_lm_head: bool = False) -> torch.Tensor:
+        """[n] summed response log-probs Σ_t log π(y_t | x, y_<t) (eq. 1 of rlsurvey.lm), float32."""
+        if not self.packing:
+            args = (self.p_ids, self.p_mask, self.r_ids, self.r_mask)
+            if not fused_lm_head:
+                return response_logprobs(model, *args).seq_logps
+            attn = torch.cat([self.p_mask, self.r_mask], 1)
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            ids = torch.cat([self.p_ids, self.r_ids], 1)
+            out = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
+            h = out.last_hidden_state[:, self.p_ids.shape[1] - 1 : -1]  # (B, R, H): row t predicts token t
+            targets = self.r_ids.masked_fill(self.r_mask == 0, -100).flatten()
+            return (
+                _lm_head_logps(model, h.reshape(-1, h.shape[-1]), targets, True)
+                .view(self.r_ids.shape)
+                .sum(-1)
+            )
+        hidden = model.base_model(
+            input_ids=self.ids, position_ids=self.pos, use_cache=False
+        ).last_hidden_state
+        hidden = hidden.reshape(-1, hidden.shape[-1])[self.keep]  # (tokens, H): response positions only
+        tok = _lm_head_logps(model, hidden, self.targets, fused_lm_head)
+        return torch.zeros(self.n, dtype=tok.dtype, device=tok.device).index_add(0, self.owner, tok)
+
+
+def packed_logps(model, prompts, responses, pad_id: int, fused_lm_head: bool = False) -> torch.Tensor:
+    """`SequenceBatch(..., packing=True).logps(model)`: every sequence's log-prob from one packed forward."""
+    device = next(model.parameters()).device
+    return SequenceBatch(prompts, responses, pad_id, True, device).logps(model, fused_lm_head)
+
+
+def padded_logps(model, prompts, responses, pad_id: int, fused_lm_head: bool = False) -> torch.Tensor:
+    """`SequenceBatch(..., packing=False).logps(model)`: the padded reference of `packed_logps`."""
+    device = next(model.parameters()).device
+    return SequenceBatch(prompts, responses, pad_id, False, device).logps(model, fused_lm_head)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data: checked and tokenized once
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _columns(ds, loss_type: str, tokenizer) -> tuple[str, dict]:
+    """("paired" | "unpaired", columns as lists); clear errors for missing or malformed columns."""
+    from rlsurvey.data import to_standard
+
+    cols = set(getattr(ds, "column_names", None) or [])
+    if not cols:
+        raise TypeError(f"the dataset must be a datasets.Dataset with named columns, got {type(ds).__name__}")
+    if loss_type in UNPAIRED and {"completion", "label"} <= cols:
+        if "prompt" not in cols:
+            raise ValueError(
+                "an unpaired dataset must have the columns ['prompt', 'completion', 'label']; "
+                f"found {sorted(cols)}, missing ['prompt']"
+            )
+        labels = list(ds["label"])
+        if not all(isinstance(x, bool) for x in labels):
+            raise TypeError("column 'label' must hold bools (True: desirable), got another type")
+        return "unpaired", {
+            "prompt": list(ds["prompt"]),
+            "completion": list(ds["completion"]),
+            "label": labels,
+        }
+    ds = to_standard(ds, tokenizer)  # names the missing columns, e.g. a dataset without 'prompt'
+    prompts, chosen, rejected = list(ds["prompt"]), list(ds["chosen"]), list(ds["rejected"])
+    same = [i for i, (c, r) in enumerate(zip(chosen, rejected)) if c == r]
+    if same:
+        raise ValueError(
+            f"chosen must differ from rejected in every pair (an identical pair carries no preference), "
+            f"but {len(same)} rows have chosen == rejected, e.g. row {same[0]}: {chosen[same[0]]!r}"
+        )
+    if loss_type in UNPAIRED:  # TRL's convention: chosen -> desirable, rejected -> undesirable
+        n = len(prompts)
+        return "unpaired", {
+            "prompt": prompts * 2,
+            "completion": chosen + rejected,
+            "label": [True] * n + [False] * n,
+        }
+    return "paired", {"prompt": prompts, "chosen": chosen, "rejected": rejected}
+
+
+class _Tokenized:
+    """Token ids of every example; `ref` receives the reference log-probs once they are computed."""
+
+    def __init__(self, ds, tokenizer, config: DPOConfig):
+        self.kind, cols = _columns(ds, config.loss_type, tokenizer)
+        if config.loss_type == "npo":  # NPO only ever sees the responses to forget
+            keep = [i for i, lab in enumerate(cols["label"]) if not lab]
+            if not keep:
+                raise ValueError(
+                    "loss_type='npo' needs undesirable examples (label False, or rejected); got none"
+                )
+            cols = {k: [v[i] for i in keep] for k, v in cols.items()}
+        if tokenizer.pad_token_id is None:
+            raise ValueError("tokenizer must have a pad token; see rlsurvey.lm.prepare_tokenizer")
+        if config.add_eos and tokenizer.eos_token_id is None:
+            raise ValueError("add_eos=True needs a tokenizer with an eos token (eos_token_id is None)")
+        self.pad_id = tokenizer.pad_token_id
+        eos = [tokenizer.eos_token_id] if config.add_eos else []
+        pl, cl = config.max_prompt_length, config.max_completion_length
+
+        def encode(name: str, is_prompt: bool) -> list[torch.Tensor]:
+            texts = cols[name]
+            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise TypeError(
+                    f"column {name!r} must hold strings; row {bad} holds {type(texts[bad]).__name__}"
+                )
+            out = []
+            for i, ids in enumerate(tokenizer(texts, add_special_tokens=False)["input_ids"]):
+                if is_prompt:
+                    ids = ids[-pl:] if pl else ids
+                else:
+                    ids = (ids + eos)[:cl] if cl else ids + eos
+                if not ids:
+                    raise ValueError(f"column {name!r} row {i} has no tokens: {texts[i]!r}")
+                out.append(torch.tensor(ids, dtype=torch.long))
+            return out
+
+        self.prompt = encode("prompt", True)
+        self.responses = {c: encode(c, False) for c in cols if c in ("chosen", "rejected", "completion")}
+        if self.kind == "unpaired":
+            self.label = torch.tensor(cols["label"], dtype=torch.bool)
+            comp = self.responses["completion"]  # KTO's z₀: prompt i with the response of example i + 1
+            self.responses["kl"] = comp[1:] + comp[:1]
+        self.ref: dict[str, torch.Tensor] = {}  # response column -> [N] reference log-probs
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+    def lengths(self, idx, col: str) -> torch.Tensor:
+        return torch.tensor([len(self.responses[col][i]) for i in idx], dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------------------------------------
+
+
+class DPOTrainer:
+    """Train `model` (in place) on preference data with `config.loss_type`; `train()` returns the history.
+
+    tokenizer: the model's, with a pad token. ref_model: the frozen reference (default: the model as it is
+    now). eval_dataset: scored by `evaluate()`; its reference log-probs are precomputed with the training
+    data's.
+    """
+
+    def __init__(self, model, tokenizer, train_dataset, config: DPOConfig | None = None, ref_model=None,
+                 eval_dataset=None):  # fmt: skip
+        c = DPOConfig() if config is None else config
+        if not isinstance(c, DPOConfig):
+            raise TypeError(f"config must be a DPOConfig, got {type(c).__name__}")
+        if ref_model is model:
+            raise ValueError(
+                "ref_model must be a separate model (None: a frozen copy of model), got model itself"
+            )
+        self.model, self.tokenizer, self.config = model, tokenizer, c
+        self.device = next(model.parameters()).device
+        if c.disable_dropout:
+            disable_dropout(model)
+        self.train_data = _Tokenized(train_dataset, tokenizer, c)
+        self.eval_data = _Tokenized(eval_dataset, tokenizer, c) if eval_dataset is not None else None
+        self.packing = c.packing and self._packing_is_exact()
+        self.ref_model = None
+        if c.needs_reference:
+            reference = model if ref_model is None else ref_model
+            if c.precompute_ref_log_probs:
+                for data in filter(None, (self.train_data, self.eval_data)):
+                    self._precompute(reference, data)
+            else:
+                self.ref_model = copy.deepcopy(model) if ref_model is None else ref_model
+                self.ref_model.requires_grad_(False).eval()
+                if c.disable_dropout:
+                    disable_dropout(self.ref_model)
+        per_step = c.batch_size * c.gradient_accumulation_steps
+        self.num_steps = c.max_steps or max(1, math.ceil(c.num_epochs * len(self.train_data) / per_step))
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("model has no trainable parameters (requires_grad is False everywhere)")
+        self.optimizer = torch.optim.AdamW(
+            params, lr=c.learning_rate, betas=c.adam_betas, eps=c.adam_epsilon, weight_decay=c.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step, self.history = 0, []
+        self._bdpo_baseline: float | None = None
+        self._order, self._cursor, self._epoch = torch.empty(0, dtype=torch.long), 0, 0
+        self._gen = torch.Generator().manual_seed(c.seed)
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return step / c.warmup_steps
+        if c.lr_scheduler == "constant":
+            return 1.0
+        return max(0.0, (self.num_steps - step) / max(1, self.num_steps - c.warmup_steps))
+
+    # --- log-probs ---------------------------------------------------------------------------------------
+
+    def _batch(self, data: _Tokenized, idx, cols) -> SequenceBatch:
+        """Rows `idx` of each response column in `cols`, in that order, laid out for ONE forward pass."""
+        prompts = [data.prompt[i] for c in cols for i in idx]
+        responses = [data.responses[c][i] for c in cols for i in idx]
+        return SequenceBatch(prompts, responses, data.pad_id, self.packing, self.device)
+
+    @torch.no_grad()
+    def _packing_is_exact(self) -> bool:
+        """Packed and padded log-probs agree on a few training examples (a model that ignores packed position
+        ids would let sequences attend to each other); otherwise warn and pad."""
+        idx = range(min(4, len(self.train_data)))
+        cols = [c for c in self.train_data.responses if c != "kl"]
+        prompts = [self.train_data.prompt[i] for c in cols for i in idx]
+        responses = [self.train_data.responses[c][i] for c in cols for i in idx]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            a = packed_logps(self.model, prompts, responses, self.train_data.pad_id)
+            b = padded_logps(self.model, prompts, responses, self.train_data.pad_id)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            warnings.warn(f"packing is off: the packed forward failed ({exc})", stacklevel=3)
+            return False
+        finally:
+            self.model.train(was_training)
+        tol = 1e-3 if a.dtype in (torch.float32, torch.float64) else 5e-2
+        if not torch.allclose(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0):
+            warnings.warn(
+                "packing is off: this model's packed log-probs differ from padded ones", stacklevel=3
+            )
+            return False
+        return True
+
+    @torch.no_grad()
+    def _precompute(self, reference, data: _Tokenized) -> None:
+        was_training = reference.training
+        reference.eval()
+        step, fused = self.config.ref_batch_size, self.config.fused_lm_head
+        try:
+            for col in data.responses:
+                parts = [self._batch(data, range(s, min(s + step, len(data))), [col]).logps(reference, fused)
+                         for s in range(0, len(data), step)]  # fmt: skip
+                data.ref[col] = torch.cat(parts).float().cpu()
+        finally:
+            reference.train(was_training)
+
+    def _scores(
+        self, data: _Tokenized, idx, cols, reference: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(policy log-probs, reference log-probs or None) of rows `idx` of `cols`, concatenated. The live
+        reference scores the very same packed batch as the policy; precomputed ones are looked up."""
+        batch = self._batch(data, idx, cols)
+        logps = batch.logps(self.model, self.config.fused_lm_head)
+        if not reference:
+            return logps, None
+        if data.ref:
+            i = torch.as_tensor(list(idx))
+            return logps, torch.cat([data.ref[c][i] for c in cols]).to(self.device)
+        if self.ref_model is None:
+            raise ValueError(
+                "these examples have no precomputed reference log-probs and no reference model is kept; pass "
+                "them as eval_dataset when building the trainer, or set precompute_ref_log_probs=False"
+            )
+        with torch.no_grad():
+            return logps, batch.logps(self.ref_model, self.config.fused_lm_head)
+
+    # --- the loss ----------------------------------------------------------------------------------------
+
+    def compute_loss(self, idx, data: _Tokenized | None = None) -> tuple[torch.Tensor, dict]:
+        """The configured loss on examples `idx` of `data` (default: the training data): (loss, metrics)."""
+        data = self.train_data if data is None else data
+        c, idx, n = self.config, list(idx), len(idx)
+        if c.loss_type in UNPAIRED:
+            logps, ref = self._scores(data, idx, ["completion"], reference=True)
+            if c.loss_type == "npo":
+                return npo_loss(logps, ref, c.beta)
+            with torch.no_grad():  # z₀ is a detached baseline: no gradient through the mismatched pairs
+                z0 = kto_reference_point(*self._scores(data, idx, ["kl"], reference=True))
+            label = data.label[torch.as_tensor(idx)].to(self.device)
+            return kto_loss(logps, ref, label, z0, c.beta, c.kto_desirable_weight, c.kto_undesirable_weight)
+        # [2n]: chosen then rejected, from ONE forward pass of the policy (and one of a live reference)
+        logps, ref = self._scores(data, idx, ["chosen", "rejected"], reference=c.needs_reference)
+        return preference_loss(
+            logps[:n], logps[n:], None if ref is None else ref[:n], None if ref is None else ref[n:],
+            c.loss_type, c.beta, label_smoothing=c.label_smoothing,
+            chosen_lengths=data.lengths(idx, "chosen").to(self.device),
+            rejected_lengths=data.lengths(idx, "rejected").to(self.device),
+            ipo_length_normalize=c.ipo_length_normalize, dpop_lambda=c.dpop_lambda, bdpo_alpha=c.bdpo_alpha,
+            bdpo_margin_baseline=self._bdpo_baseline, simpo_gamma=c.simpo_gamma,
+        )  # fmt: skip
+
+    # --- training ----------------------------------------------------------------------------------------
+
+    def _next_indices(self, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            if self._cursor >= len(self._order):
+                size = len(self.train_data)
+                shuffled = torch.randperm(size, generator=self._gen) if self.config.shuffle else None
+                self._order = torch.arange(size) if shuffled is None else shuffled
+                self._cursor, self._epoch = 0, self._epoch + 1
+            take = self._order[self._cursor : self._cursor + n - len(out)].tolist()
+            self._cursor += len(take)
+            out += take
+        return out
+
+    def training_step(self) -> dict:
+        """One optimizer step over `gradient_accumulation_steps` micro-batches; returns its metrics."""
+        c = self.config
+        self.model.train()
+        idx = self._next_indices(c.batch_size * c.gradient_accumulation_steps)
+        sums: dict[str, float] = {}
+        for micro in [idx[i : i + c.batch_size] for i in range(0, len(idx), c.batch_size)]:
+            loss, metrics = self.compute_loss(micro)
+            weight = len(micro) / len(idx)  # the mean over the whole batch, whatever the micro-batch sizes
+            (loss * weight).backward()
+            for k, v in {"loss": loss.detach(), **metrics}.items():
+                if not math.isnan(v := float(v)):
+                    sums[k] = sums.get(k, 0.0) + weight * v
+            if c.loss_type == "bdpo":  # β-DPO's running baseline of batch margins, M_0
+                m, b = float(metrics["bdpo/batch_margin"]), self._bdpo_baseline
+                self._bdpo_baseline = m if b is None else c.bdpo_momentum * b + (1 - c.bdpo_momentum) * m
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm or float("inf"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {**sums, "grad_norm": float(norm), "learning_rate": lr}
+
+    def train(self, steps: int | None = None) -> list[dict]:
+        """Run `steps` optimizer steps (default: up to `num_steps`). Returns `history`: one dict per logged
+        step with TRL's names (loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
+        logps/chosen, logps/rejected, grad_norm, learning_rate) plus step and epoch."""
+        c = self.config
+        end = self.num_steps if steps is None else self.step + steps
+        pending: list[dict] = []
+        bar = tqdm(range(self.step, end), desc=f"{c.loss_type} training", disable=not c.progress, leave=False)
+        for _ in bar:
+            pending.append(self.training_step())
+            if len(pending) == c.logging_steps or self.step == end:
+                keys = {k for p in pending for k in p}
+                entry = {k: sum(p[k] for p in pending if k in p) / sum(k in p for p in pending) for k in keys}
+                epoch = self._epoch - 1 + self._cursor / len(self.train_data)
+                self.history.append({**entry, "step": self.step, "epoch": epoch})
+                bar.set_postfix(loss=f"{entry['loss']:.4f}")
+                pending = []
+            if c.save_steps and self.step % c.save_steps == 0:
+                self.save(Path(c.output_dir) / f"checkpoint-{self.step}")
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, dataset=None) -> dict:
+        """The loss and its metrics, prefixed eval_, on `dataset` (default: the trainer's eval_dataset),
+        averaged over examples. A new dataset needs a kept reference (precompute_ref_log_probs=False) unless
+        the loss is reference-free."""
+        data = self.eval_data if dataset is None else _Tokenized(dataset, self.tokenizer, self.config)
+        if data is None:
+            raise ValueError("evaluate() needs a dataset or an eval_dataset given to DPOTrainer; got neither")
+        was_training = self.model.training
+        self.model.eval()
+        sums: dict[str, float] = {}
+        try:
+            for s in range(0, len(data), self.config.ref_batch_size):
+                idx = range(s, min(s + self.config.ref_batch_size, len(data)))
+                loss, metrics = self.compute_loss(idx, data)
+                for k, v in {"loss": loss, **metrics}.items():
+                    if not math.isnan(v := float(v)):
+                        sums[k] = sums.get(k, 0.0) + v * len(idx) / len(data)
+        finally:
+            self.model.train(was_training)
+        return {f"eval_{k}": v for k, v in sums.items()}
+
+    def save(self, path) -> Path:
+        """Write an HF directory: the model (safetensors), its tokenizer, and trainer_state.json."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        state = {"step": self.step, "config": asdict(self.config), "history": self.history}
+        (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        return path
