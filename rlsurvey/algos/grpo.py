@@ -121,6 +121,16 @@ def _save(policy, tokenizer, path: str | Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def _policy_pass(policy, gen, idx: torch.Tensor, temperature: float, with_entropy: bool = False):
+    """log π_θ [b, R] of the rows `idx` of a rollout (with gradient) and their entropy (detached, or None)."""
+    out = response_logprobs(
+        policy, gen.prompt_ids[idx], gen.prompt_mask[idx], gen.response_ids[idx], gen.response_mask[idx],
+        temperature=temperature, with_entropy=with_entropy,
+    )  # fmt: skip
+    # detached at once, so the entropy's autograd graph is freed before the backward pass
+    return out.token_logps, None if out.entropy is None else out.entropy.detach()
+
+
 def train_grpo(
     policy,
     tokenizer,
@@ -168,44 +178,51 @@ def train_grpo(
     bar = tqdm(
         range(1, cfg.steps + 1), desc="GRPO" if cfg.advantage != "rloo" else "RLOO", disable=not cfg.progress
     )
+    n = cfg.prompts_per_step * cfg.group_size
+    mb = cfg.minibatch_size or n
+    # One update per rollout: the update's own forward pass sees the weights that sampled, so it supplies
+    # π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's GRPOTrainer).
+    single_pass = cfg.epochs == 1 and mb >= n
+    temp = cfg.temperature if cfg.temperature > 0 else 1.0
     for step in bar:
         batch = repeat_prompts(next_prompts(cfg.prompts_per_step), cfg.group_size)
         try:
             roll = collect_rollout(
                 policy, tokenizer, batch, reward_fn, reference if cfg.kl_coef > 0 else None,
                 cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, gen_seed.randrange(2**31),
-                missing_eos_penalty=cfg.missing_eos_penalty,
+                missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
             )  # fmt: skip
         except RewardError:
             if cfg.checkpoint_dir:
                 _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
             raise
         mask = roll.mask
+        g = roll.gen
+        first = None
+        if single_pass:
+            first = _policy_pass(policy, g, torch.arange(n, device=mask.device), temp, with_entropy=True)
+            old_logps, entropy = first[0].detach(), first[1]
+        else:
+            old_logps, entropy = roll.logprobs, roll.entropy
         rewards = roll.scores.to(mask.device).float()
         seq_kl = None
         if roll.ref_logprobs is not None:
-            seq_kl = kl_estimate(roll.logprobs, roll.ref_logprobs, mask, "k1", per_sequence=True)
+            seq_kl = kl_estimate(old_logps, roll.ref_logprobs, mask, "k1", per_sequence=True)
         if cfg.kl_in_reward and seq_kl is not None:
             rewards = rewards - cfg.kl_coef * seq_kl
         adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
 
-        n = len(batch)
-        mb = cfg.minibatch_size or n
-        g = roll.gen
         stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
         for _ in range(cfg.epochs):
             order = torch.randperm(n) if mb < n else torch.arange(n)
             for i in range(0, n, mb):
                 idx = order[i : i + mb].to(mask.device)
-                new = response_logprobs(
-                    policy, g.prompt_ids[idx], g.prompt_mask[idx], g.response_ids[idx], g.response_mask[idx],
-                    temperature=cfg.temperature if cfg.temperature > 0 else 1.0,
-                )  # fmt: skip
+                new_logps = first[0] if first is not None else _policy_pass(policy, g, idx, temp)[0]
                 per_token, pstats = clipped_surrogate(
-                    new.token_logps, roll.logprobs[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
+                    new_logps, old_logps[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
                 )
                 if cfg.kl_coef > 0 and not cfg.kl_in_reward:
-                    kl_tok = kl_estimate(new.token_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
+                    kl_tok = kl_estimate(new_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
                     per_token = per_token + cfg.kl_coef * kl_tok
                     stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
                 loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
@@ -225,7 +242,7 @@ def train_grpo(
             "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item(),
             "completions/mean_length": lengths.mean().item(),
             "completions/clipped_ratio": (~g.finished).float().mean().item(),
-            "entropy": (roll.entropy.sum() / mask.sum().clamp(min=1)).item(),
+            "entropy": (entropy.sum() / mask.sum().clamp(min=1)).item(),
             "kl": math.nan if seq_kl is None else seq_kl.mean().item(),
             "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
             "loss": sum(stats["loss"]) / len(stats["loss"]),

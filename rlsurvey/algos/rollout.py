@@ -38,15 +38,17 @@ class RewardError(ValueError):
 @dataclass
 class Rollout:
     gen: GenerationOutput  # prompts, sampled responses, their ids and masks
-    logprobs: torch.Tensor  # [B, R] log π_old of each sampled token (no gradient), 0 off the mask
+    logprobs: torch.Tensor | None  # [B, R] log π_old of each sampled token (no gradient), 0 off the mask;
+    # None when collected with score_policy=False (the trainer's first forward pass supplies it)
     ref_logprobs: torch.Tensor | None  # [B, R] the same under the frozen reference, or None without one
     scores: torch.Tensor  # [B] the reward function's score of each response (float32)
-    entropy: torch.Tensor  # [B, R] policy entropy per token, 0 off the mask
+    entropy: torch.Tensor | None  # [B, R] policy entropy per token, 0 off the mask (None like logprobs)
 
     @property
     def mask(self) -> torch.Tensor:
         """[B, R] float, 1 on response tokens (EOS included)."""
-        return self.gen.response_mask.to(self.logprobs.dtype)
+        dtype = self.logprobs.dtype if self.logprobs is not None else torch.float32
+        return self.gen.response_mask.to(dtype)
 
     @property
     def completions(self) -> list[str]:
@@ -111,7 +113,8 @@ def _check_context(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
     limit = context_length(model)
     if limit is None:
         return
-    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    # set(): a group repeats each prompt G times, and tokenizing is most of this check's cost
+    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prompts))
     if longest + max_new_tokens > limit:
         raise ValueError(
             f"the longest prompt has {longest} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
@@ -133,12 +136,16 @@ def collect_rollout(
     seed: int | None = None,
     batch_size: int = 256,
     missing_eos_penalty: float | None = None,
+    score_policy: bool = True,
 ) -> Rollout:
     """Sample one response per prompt from `policy`, score it, and record old and reference log-probs.
 
     Log-probs are taken at the sampling temperature, so the ratio π_θ/π_old of the first update is exactly 1.
     missing_eos_penalty: a number subtracted from the score of responses that hit `max_new_tokens` without
     EOS (InstructGPT-style implementations and TRL's `missing_eos_penalty`), so rambling is not rewarded.
+    score_policy: False skips the policy's log-prob pass (logprobs and entropy are then None). A trainer that
+    makes exactly one update per rollout can take π_old from its own first forward pass, which sees the same
+    weights; TRL's GRPOTrainer saves the same pass in that case.
     """
     _check_context(policy, tokenizer, prompts, max_new_tokens)
     gen = generate(policy, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p, seed, batch_size)
@@ -149,15 +156,18 @@ def collect_rollout(
         scores = scores - missing_eos_penalty * (~gen.finished.cpu()).float()
     args = (gen.prompt_ids, gen.prompt_mask, gen.response_ids, gen.response_mask)
     temp = temperature if temperature > 0 else 1.0
-    was_training = policy.training
-    policy.eval()  # the old log-probs must come from the policy that sampled, without dropout noise
-    try:
-        pol = response_logprobs(policy, *args, temperature=temp, with_entropy=True)
-    finally:
-        policy.train(was_training)
+    token_logps = entropy = None
+    if score_policy:
+        was_training = policy.training
+        policy.eval()  # the old log-probs must come from the policy that sampled, without dropout noise
+        try:
+            pol = response_logprobs(policy, *args, temperature=temp, with_entropy=True)
+        finally:
+            policy.train(was_training)
+        token_logps, entropy = pol.token_logps, pol.entropy
     ref = None
     if reference is not None:
         reference.eval()
         ref = response_logprobs(reference, *args, temperature=temp).token_logps
-    device = pol.token_logps.device
-    return Rollout(gen, pol.token_logps, ref, scores.to(device), pol.entropy)
+    device = gen.response_ids.device
+    return Rollout(gen, token_logps, ref, scores.to(device), entropy)
