@@ -307,3 +307,21 @@ def test_other_bad_input():
         DPOTrainer(model, tok, only_good, cfg(loss_type="npo"))
     with pytest.raises(ValueError, match="needs a dataset or an eval_dataset"):
         DPOTrainer(model, tok, pairs(), cfg()).evaluate()
+
+
+def test_token_id_columns_are_taken_exactly():
+    """prompt_ids/chosen_ids/rejected_ids (TRL's names) are used as given: no EOS is added."""
+    model, tok = tiny_causal_lm("llama", seed=18)
+    enc = lambda texts, eos: [tok(t, add_special_tokens=False)["input_ids"] + [1] * eos for t in texts]  # noqa: E731
+    ids = datasets.Dataset.from_dict({"prompt_ids": enc(PAIRS["prompt"], False),
+                                      "chosen_ids": enc(PAIRS["chosen"], True),
+                                      "rejected_ids": enc(PAIRS["rejected"], True)})  # fmt: skip
+    a = DPOTrainer(model, tok, ids, cfg(max_steps=1))
+    b = DPOTrainer(copy.deepcopy(model), tok, pairs(), cfg(max_steps=1))
+    for col in ("chosen", "rejected"):
+        assert [r.tolist() for r in a.train_data.responses[col]] == [
+            r.tolist() for r in b.train_data.responses[col]
+        ]
+        torch.testing.assert_close(a.train_data.ref[col], b.train_data.ref[col])
+    no_eos = DPOTrainer(model, tok, ids.map(lambda r: {"chosen_ids": r["chosen_ids"][:-1]}), cfg(max_steps=1))
+    assert no_eos.train_data.responses["chosen"][0][-1].item() != tok.eos_token_id

@@ -21,9 +21,11 @@ Where the speed comes from, and why each choice is exact:
   forward runs during training and, when no separate reference is given, no copy of the model is made: the
   policy at step 0 *is* the reference.
 
-Data formats (TRL's): paired `prompt`/`chosen`/`rejected` strings (or conversations, see `rlsurvey.data`);
-for KTO and NPO also unpaired `prompt`/`completion`/`label` (True: desirable). Paired data is unpaired as
-chosen -> desirable, rejected -> undesirable; NPO trains only on undesirable responses (the forget set).
+Data formats (TRL's): paired `prompt`/`chosen`/`rejected` strings (or conversations, see `rlsurvey.data`),
+or token ids `prompt_ids`/`chosen_ids`/`rejected_ids` taken exactly as given (no EOS added: what online DPO
+needs to train on the very tokens it sampled); for KTO and NPO also unpaired `prompt`/`completion`/`label`.
+Paired data is unpaired as chosen -> desirable, rejected -> undesirable; NPO trains only on undesirable
+responses (the forget set).
 """
 
 from __future__ import annotations
@@ -246,8 +248,13 @@ def _columns(ds, loss_type: str, tokenizer) -> tuple[str, dict]:
             "completion": list(ds["completion"]),
             "label": labels,
         }
-    ds = to_standard(ds, tokenizer)  # names the missing columns, e.g. a dataset without 'prompt'
-    prompts, chosen, rejected = list(ds["prompt"]), list(ds["chosen"]), list(ds["rejected"])
+    if {"prompt_ids", "chosen_ids", "rejected_ids"} <= cols:  # already tokenized (TRL's names): used as is
+        prompts, chosen, rejected = (
+            [list(r) for r in ds[k]] for k in ("prompt_ids", "chosen_ids", "rejected_ids")
+        )
+    else:
+        ds = to_standard(ds, tokenizer)  # names the missing columns, e.g. a dataset without 'prompt'
+        prompts, chosen, rejected = list(ds["prompt"]), list(ds["chosen"]), list(ds["rejected"])
     same = [i for i, (c, r) in enumerate(zip(chosen, rejected)) if c == r]
     if same:
         raise ValueError(
@@ -286,17 +293,20 @@ class _Tokenized:
 
         def encode(name: str, is_prompt: bool) -> list[torch.Tensor]:
             texts = cols[name]
-            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-            if bad is not None:
-                raise TypeError(
-                    f"column {name!r} must hold strings; row {bad} holds {type(texts[bad]).__name__}"
-                )
+            if all(isinstance(t, list) for t in texts):  # token ids: taken exactly, EOS or not
+                rows, end = texts, []
+            else:
+                bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+                if bad is not None:
+                    got = type(texts[bad]).__name__
+                    raise TypeError(f"column {name!r} must hold strings; row {bad} holds {got}")
+                rows, end = tokenizer(texts, add_special_tokens=False)["input_ids"], eos
             out = []
-            for i, ids in enumerate(tokenizer(texts, add_special_tokens=False)["input_ids"]):
+            for i, ids in enumerate(rows):
                 if is_prompt:
                     ids = ids[-pl:] if pl else ids
                 else:
-                    ids = (ids + eos)[:cl] if cl else ids + eos
+                    ids = (ids + end)[:cl] if cl else ids + end
                 if not ids:
                     raise ValueError(f"column {name!r} row {i} has no tokens: {texts[i]!r}")
                 out.append(torch.tensor(ids, dtype=torch.long))
