@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 __all__ = ["RewardModel", "last_token_index"]
 
@@ -64,9 +65,18 @@ class RewardModel(nn.Module):
     def from_pretrained(cls, path: str | Path, **kwargs) -> RewardModel:
         """Load a reward-model directory, or start one from a causal-LM checkpoint (head set to zero)."""
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a fresh head is expected here, not worth a load report
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*newly initialized.*")
+                model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         head = _head(model)
         config_archs = getattr(model.config, "architectures", None) or []
         if not any(a.endswith("ForSequenceClassification") for a in config_archs):
