@@ -2,6 +2,7 @@
 discrete and continuous control, the rollout's time-limit handling, and bad input."""
 
 import math
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -258,3 +259,10 @@ def test_history_window_helpers():
     assert h.first_reach(4.0) == {"step": 30, "time": 0.3, "episode": 3}
     assert h.first_reach(1.0)["episode"] == 2  # needs a full window first
     assert h.first_reach(100.0) is None
+
+
+def test_stop_at_return_ends_training_early():
+    cfg = PPOConfig(total_steps=4096, num_envs=2, num_steps=64, return_window=3, stop_at_return=5.0)
+    history = train(replace(cfg, progress=False))
+    assert len(history.updates) == 1  # any 3 CartPole episodes average at least 5 steps
+    assert history.last_mean_return() >= 5.0

@@ -346,6 +346,51 @@ def _rollout(cfg, envs, agent, obs, buf, stats, t0):
     return obs
 
 
+def _advantages(cfg, agent, buf, next_obs):
+    """Critic values for the whole rollout in one batch, time-limit bootstraps, then GAE (all [T, N])."""
+    T, N, obs_dim = buf["obs"].shape
+    with torch.no_grad():
+        values = agent.value(buf["obs"].reshape(T * N, obs_dim)).reshape(T, N)
+        next_value = agent.value(torch.from_numpy(np.asarray(next_obs, dtype=np.float32)))
+        rewards = buf["rewards"].clone()
+        if buf["trunc"].any():
+            rewards[buf["trunc"]] += cfg.gamma * agent.value(buf["final_obs"][buf["trunc"]])
+        adv, returns = gae_advantages(rewards, values, buf["dones"], next_value, cfg.gamma, cfg.gae_lambda)
+    return values, adv, returns
+
+
+def _update(cfg, agent, optimizer, b_obs, b_actions, b_logp, b_adv, b_values, b_returns):
+    """`update_epochs` passes of shuffled minibatches; returns (mean metrics, epochs run)."""
+    clip_vf = cfg.clip_coef_vf if cfg.clip_coef_vf is not None else cfg.clip_coef
+    sums, count, epochs = {}, 0, 0
+    for _ in range(cfg.update_epochs):
+        epochs += 1
+        epoch_kl = []
+        for idx in torch.randperm(len(b_adv)).split(len(b_adv) // cfg.num_minibatches):
+            logp, entropy = agent.log_prob_entropy(b_obs[idx], b_actions[idx])
+            mb_adv = b_adv[idx]
+            if cfg.norm_adv:
+                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            pg_loss, pm = clipped_policy_loss(logp, b_logp[idx], mb_adv, cfg.clip_coef, cfg.clip_policy)
+            new_values = agent.value(b_obs[idx])
+            v_loss, vm = clipped_value_loss(
+                new_values, b_values[idx], b_returns[idx], clip_vf, cfg.clip_vloss
+            )
+            ent = entropy.mean()
+            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)  # one norm over all weights
+            optimizer.step()
+            for k, v in {**pm, **vm, "policy/entropy_avg": ent.item()}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            epoch_kl.append(pm["policy/approxkl_k3_avg"])
+        if cfg.target_kl is not None and np.mean(epoch_kl) > cfg.target_kl:
+            break
+    return {k: v / count for k, v in sums.items()}, epochs
+
+
 def train(config: PPOConfig) -> PPOHistory:
     """Train PPO with `config`; returns a `PPOHistory`.
 
@@ -363,9 +408,7 @@ def train(config: PPOConfig) -> PPOHistory:
     agent = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden)
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
     T, N = cfg.num_steps, cfg.num_envs
-    batch_size = T * N
-    minibatch = batch_size // cfg.num_minibatches
-    num_updates = max(1, cfg.total_steps // batch_size)
+    num_updates = max(1, cfg.total_steps // (T * N))
     act_shape = () if agent.discrete else envs.single_action_space.shape
     buf = {
         "obs": torch.zeros(T, N, obs_dim),
@@ -376,14 +419,11 @@ def train(config: PPOConfig) -> PPOHistory:
         "dones": torch.zeros(T, N),
         "trunc": torch.zeros(T, N, dtype=torch.bool),
     }
-    clip_vf = cfg.clip_coef_vf if cfg.clip_coef_vf is not None else cfg.clip_coef
     history = PPOHistory(config=cfg, agent=agent)
     stats = {"ret": np.zeros(N), "len": np.zeros(N, dtype=np.int64), "step": 0, "episodes": []}
     obs, _ = envs.reset(seed=cfg.seed)
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=num_updates * batch_size, disable=not cfg.progress, desc=f"PPO {cfg.env_id}", unit="step"
-    )
+    bar = tqdm(total=num_updates * T * N, disable=not cfg.progress, desc=f"PPO {cfg.env_id}", unit="step")
     try:
         for update in range(num_updates):
             lr = cfg.learning_rate * (1.0 - update / num_updates if cfg.anneal_lr else 1.0)
@@ -391,77 +431,49 @@ def train(config: PPOConfig) -> PPOHistory:
                 group["lr"] = lr
             n_before = len(stats["episodes"])
             obs = _rollout(cfg, envs, agent, obs, buf, stats, t0)
-
-            with torch.no_grad():
-                values = agent.value(buf["obs"].reshape(T * N, obs_dim)).reshape(T, N)
-                next_value = agent.value(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
-                rewards = buf["rewards"].clone()
-                if buf["trunc"].any():
-                    rewards[buf["trunc"]] += cfg.gamma * agent.value(buf["final_obs"][buf["trunc"]])
-                adv, returns = gae_advantages(
-                    rewards, values, buf["dones"], next_value, cfg.gamma, cfg.gae_lambda
-                )
-            b_obs = buf["obs"].reshape(batch_size, obs_dim)
-            b_actions = buf["actions"].reshape(batch_size, *act_shape)
-            b_logp, b_adv = buf["logp"].reshape(-1), adv.reshape(-1)
+            values, adv, returns = _advantages(cfg, agent, buf, obs)
             b_values, b_returns = values.reshape(-1), returns.reshape(-1)
-
-            sums, count, epochs_run = {}, 0, 0
-            for _epoch in range(cfg.update_epochs):
-                epochs_run += 1
-                epoch_kl = []
-                for idx in torch.randperm(batch_size).split(minibatch):
-                    logp, entropy = agent.log_prob_entropy(b_obs[idx], b_actions[idx])
-                    mb_adv = b_adv[idx]
-                    if cfg.norm_adv:
-                        mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                    pg_loss, pm = clipped_policy_loss(
-                        logp, b_logp[idx], mb_adv, cfg.clip_coef, cfg.clip_policy
-                    )
-                    v_loss, vm = clipped_value_loss(
-                        agent.value(b_obs[idx]), b_values[idx], b_returns[idx], clip_vf, cfg.clip_vloss
-                    )
-                    ent = entropy.mean()
-                    loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    for k, v in {**pm, **vm, "policy/entropy_avg": ent.item()}.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-                    epoch_kl.append(pm["policy/approxkl_k3_avg"])
-                if cfg.target_kl is not None and np.mean(epoch_kl) > cfg.target_kl:
-                    break
-
-            history_eps = stats["episodes"][n_before:]
-            for step, when, ret, length in history_eps:
+            metrics, epochs = _update(
+                cfg,
+                agent,
+                optimizer,
+                buf["obs"].reshape(T * N, obs_dim),
+                buf["actions"].reshape(T * N, *act_shape),
+                buf["logp"].reshape(-1),
+                adv.reshape(-1),
+                b_values,
+                b_returns,
+            )
+            new_eps = stats["episodes"][n_before:]
+            for step, when, ret, length in new_eps:
                 history.episode_step.append(step)
                 history.episode_time.append(when)
                 history.episode_return.append(ret)
                 history.episode_length.append(length)
-            var_r = b_returns.var()
-            row = {
-                "global_step": stats["step"],
-                "time": time.perf_counter() - t0,
-                "lr": lr,
-                "episodes": len(history.episode_return),
-                "env/episodic_return": float(np.mean([e[2] for e in history_eps]))
-                if history_eps
-                else math.nan,
-                "env/return_window": history.last_mean_return(),
-                **{k: v / count for k, v in sums.items()},
-                "val/explained_variance": float(1 - (b_returns - b_values).var() / var_r)
-                if var_r > 0
-                else math.nan,
-                "epochs": epochs_run,
-            }
-            history.updates.append(row)
-            bar.update(batch_size)
-            bar.set_postfix(episodes=row["episodes"], ret=f"{row['env/return_window']:.1f}", refresh=False)
-            if cfg.stop_at_return is not None and row["env/return_window"] >= cfg.stop_at_return:
-                if len(history.episode_return) >= cfg.return_window:
-                    break
+            var_r = b_returns.var().item()
+            history.updates.append(
+                {
+                    "global_step": stats["step"],
+                    "time": time.perf_counter() - t0,
+                    "lr": lr,
+                    "episodes": len(history.episode_return),
+                    "env/episodic_return": float(np.mean([e[2] for e in new_eps])) if new_eps else math.nan,
+                    "env/return_window": history.last_mean_return(),
+                    **metrics,
+                    # share of the returns' variance the critic explains (1 = perfect, <= 0 = useless)
+                    "val/explained_variance": 1 - (b_returns - b_values).var().item() / var_r
+                    if var_r > 0
+                    else math.nan,
+                    "epochs": epochs,
+                }
+            )
+            bar.update(T * N)
+            bar.set_postfix(
+                episodes=len(history.episode_return), ret=f"{history.last_mean_return():.1f}", refresh=False
+            )
+            done_early = cfg.stop_at_return is not None and len(history.episode_return) >= cfg.return_window
+            if done_early and history.last_mean_return() >= cfg.stop_at_return:
+                break
     finally:
         bar.close()
         envs.close()
