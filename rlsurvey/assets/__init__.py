@@ -1,0 +1,40 @@
+"""Files the package ships: the tiny pretrained models of the synthetic worlds and small data tables.
+
+Survey sections 2.2 and 3 of arXiv 2412.10400. The models are Hugging Face directories (config.json,
+model.safetensors, tokenizer.json, README.md model card) trained by `python -m rlsurvey.lm.pretrain`;
+models.csv is the survey's table of RL-enhanced LLMs (chapter 05).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["ASSETS", "SHIPPED_MODELS", "model_path", "table_path"]
+
+ASSETS = Path(__file__).resolve().parent
+# name -> what it is
+SHIPPED_MODELS = {
+    "reviews-base": "tiny Llama pretrained on the reviews grammar (rlsurvey.tasks.reviews)",
+    "arith-base": "tiny Llama pretrained on noisy arithmetic (rlsurvey.tasks.arithmetic)",
+}
+
+
+def model_path(name: str) -> Path:
+    """Directory of a shipped model; `AutoModelForCausalLM.from_pretrained(model_path(name))` loads it."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"name must be one of {sorted(SHIPPED_MODELS)}, got {name!r}")
+    path = ASSETS / name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the shipped model {name!r} is missing at {path}; rebuild it with "
+            f"`python -m rlsurvey.lm.pretrain --world {name.split('-')[0].replace('arith', 'arithmetic')}`"
+        )
+    return path
+
+
+def table_path(name: str = "models.csv") -> Path:
+    """Path of a shipped data table (currently only "models.csv", the survey's model table)."""
+    path = ASSETS / name
+    if not path.is_file():
+        raise ValueError(f"name must be a shipped table such as 'models.csv', got {name!r}")
+    return path
