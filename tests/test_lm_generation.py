@@ -1,0 +1,134 @@
+"""Batched generation: left padding changes nothing, EOS ends an episode, sampling filters are exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import PreTrainedTokenizerFast
+
+from rlsurvey.lm import filter_logits, generate, prepare_tokenizer, tokenize_prompts
+from rlsurvey.lm.models import random_causal_lm
+from rlsurvey.lm.tokenizer import EOS, train_char_tokenizer
+
+PROMPTS = ["12+3=", "7=", "45-11+9=", "1"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_char_tokenizer(["0123456789+-= abc"])
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model(request, tok):
+    return random_causal_lm(request.param, len(tok), tok.pad_token_id, tok.eos_token_id, seed=1)
+
+
+def test_left_padding_changes_nothing(model, tok):
+    """A padded batch decodes (greedy) exactly what each prompt decodes alone."""
+    batch = generate(model, tok, PROMPTS, max_new_tokens=8, temperature=0)
+    assert batch.prompt_mask[:, -1].all() and not batch.prompt_mask[:, 0].all()  # left padded
+    for i, p in enumerate(PROMPTS):
+        alone = generate(model, tok, [p], max_new_tokens=8, temperature=0)
+        n = int(alone.response_mask.sum())
+        assert int(batch.response_mask[i].sum()) == n
+        assert torch.equal(batch.response_ids[i, :n], alone.response_ids[0, :n])
+        assert batch.texts[i] == alone.texts[0]
+
+
+def test_greedy_is_argmax_of_a_full_forward(model, tok):
+    out = generate(model, tok, ["12+3="], max_new_tokens=5, temperature=0)
+    ids = tok("12+3=", add_special_tokens=False)["input_ids"]
+    for t in range(int(out.response_mask.sum())):
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        assert out.response_ids[0, t].item() == logits.argmax().item()
+        ids.append(out.response_ids[0, t].item())
+
+
+def test_eos_ends_the_episode_and_the_mask(tok):
+    model = random_causal_lm("llama", len(tok), tok.pad_token_id, tok.eos_token_id, seed=2)
+    with torch.no_grad():  # make EOS likely so that some rows stop early
+        model.lm_head.weight[tok.eos_token_id] += 0.6 * model.lm_head.weight.mean(0)
+    out = generate(model, tok, PROMPTS * 8, max_new_tokens=12, temperature=1.5, seed=0)
+    eos = tok.eos_token_id
+    assert out.finished.any() and out.response_ids.shape[1] <= 12
+    for ids, m, done in zip(out.response_ids, out.response_mask, out.finished):
+        n = int(m.sum())
+        assert torch.all(m[:n] == 1) and torch.all(m[n:] == 0)  # one contiguous block from the start
+        assert not (ids[: n - 1] == eos).any()  # no EOS before the last kept token
+        assert bool(done) == (ids[n - 1].item() == eos)
+        assert torch.all(ids[n:] == tok.pad_token_id)
+
+
+def test_sampling_is_repeatable_under_a_seed(model, tok):
+    a = generate(model, tok, PROMPTS, max_new_tokens=6, seed=3)
+    b = generate(model, tok, PROMPTS, max_new_tokens=6, seed=3)
+    c = generate(model, tok, PROMPTS, max_new_tokens=6, seed=4)
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    assert not torch.equal(a.response_ids, c.response_ids)
+
+
+def test_batch_size_chunks_give_the_same_greedy_output(model, tok):
+    a = generate(model, tok, PROMPTS, max_new_tokens=6, temperature=0)
+    b = generate(model, tok, PROMPTS, max_new_tokens=6, temperature=0, batch_size=3)
+    assert a.texts == b.texts and torch.equal(a.response_mask.sum(1), b.response_mask.sum(1))
+
+
+def test_top_k_one_is_greedy(model, tok):
+    a = generate(model, tok, PROMPTS, max_new_tokens=6, temperature=0)
+    b = generate(model, tok, PROMPTS, max_new_tokens=6, temperature=1.0, top_k=1, seed=5)
+    assert a.texts == b.texts
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 9), st.floats(0.01, 1.0))
+def test_filter_logits_against_brute_force(seed, top_k, top_p):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 9, generator=g)
+    out = filter_logits(logits, top_k, top_p)
+    for row, got in zip(logits, out):
+        order = sorted(range(9), key=lambda v: -row[v].item())
+        keep = set(order[:top_k]) if top_k > 0 else set(order)
+        probs = torch.softmax(torch.tensor([row[v] if v in keep else float("-inf") for v in range(9)]), 0)
+        if top_p < 1:
+            nucleus, mass = set(), 0.0
+            for v in order:
+                if v in keep and mass < top_p:
+                    nucleus.add(v)
+                    mass += probs[v].item()
+            keep &= nucleus
+        for v in range(9):
+            assert (got[v].item() == float("-inf")) == (v not in keep), (v, keep)
+
+
+def test_bad_inputs_get_clear_errors(model, tok):
+    with pytest.raises(ValueError, match="non-empty list"):
+        generate(model, tok, [])
+    with pytest.raises(ValueError, match=r"prompts\[1\] is an empty string"):
+        generate(model, tok, ["1+1=", ""])
+    with pytest.raises(TypeError, match="list of str"):
+        generate(model, tok, "1+1=")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, tok, ["1"], max_new_tokens=0)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, tok, ["1"], top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, tok, ["1"], temperature=-1.0)
+
+
+def test_tokenizer_without_pad(tok):
+    bare = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=EOS)
+    assert bare.pad_token_id is None
+    model = random_causal_lm("gpt2", len(tok), tok.eos_token_id, tok.eos_token_id)
+    with pytest.raises(ValueError, match="pad token"):
+        tokenize_prompts(bare, ["1+1="])
+    with pytest.raises(ValueError, match="pad token"):
+        generate(model, bare, ["1+1="])
+    fixed = prepare_tokenizer(bare)  # GPT-2's convention: pad with EOS
+    assert fixed.pad_token_id == fixed.eos_token_id and fixed.padding_side == "left"
+    out = generate(model, fixed, PROMPTS, max_new_tokens=4, temperature=0)
+    assert out.response_ids.shape[0] == len(PROMPTS)
+    nothing = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer)
+    with pytest.raises(ValueError, match="neither a pad token nor an eos token"):
+        prepare_tokenizer(nothing)
