@@ -519,9 +519,9 @@ def make_preferences(n: int, seed: int = 0, config: AnnotatorConfig | None = Non
     """`n` preference pairs labelled by simulated annotators, as a `datasets.Dataset`.
 
     Columns: prompt, chosen, rejected (TRL's standard format: chosen and rejected are completions of prompt),
-    gold_chosen, gold_rejected (gold rewards of prompt + completion), votes_chosen (fraction of annotators
-    who voted for chosen), gold_agrees (the label matches the gold ordering). Keyword arguments not in
-    `config` build an `AnnotatorConfig` (temperature, flip_prob, n_annotators).
+    gold_chosen, gold_rejected (gold rewards of prompt + completion, to 6 decimals), votes_chosen (fraction
+    of annotators who voted for chosen), gold_agrees (the label matches the gold ordering). Keyword
+    arguments not in `config` build an `AnnotatorConfig` (temperature, flip_prob, n_annotators).
     """
     import datasets
 
@@ -542,8 +542,9 @@ def make_preferences(n: int, seed: int = 0, config: AnnotatorConfig | None = Non
             b = s.review(topic, opening)[1]
         a_list.append(a)
         b_list.append(b)
-    ga = gold_reward(a_list, prompts)
-    gb = gold_reward(b_list, prompts)
+    # 6 decimals: exact round trips through JSON (datasets writes 10 significant digits)
+    ga = gold_reward(a_list, prompts).round(6)
+    gb = gold_reward(b_list, prompts).round(6)
     votes = annotate(ga, gb, c, seed=int(rng.integers(2**31)))
     frac_a = votes.mean(axis=1)
     a_wins = np.where(frac_a == 0.5, rng.random(n) < 0.5, frac_a > 0.5)
