@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
-from rlsurvey.algos.rollout import RewardFn, collect_rollout, compute_rewards, repeat_prompts
+from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
 
-__all__ = ["IterativeDPOConfig", "best_worst_pairs", "judge_pairs", "policy_stats", "iterative_dpo"]
+__all__ = ["IterativeDPOConfig", "best_worst_pairs", "judge_pairs", "iterative_dpo"]
 
 JudgeFn = Callable[[Sequence[str], Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -128,27 +127,6 @@ def judge_pairs(prompts: Sequence[str], completions: Sequence[str], judge: Judge
     picks = [(i, 2 * i + (q < 0.5), 2 * i + (q > 0.5), max(q, 1 - q), min(q, 1 - q))
              for i, q in enumerate(p) if q != 0.5 and a[i] != b[i]]  # fmt: skip
     return _pairs(prompts, completions, picks)
-
-
-@torch.no_grad()
-def policy_stats(model, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, reference=None,
-                 max_new_tokens: int = 32, temperature: float = 1.0, seed: int = 0) -> dict:  # fmt: skip
-    """Sample one answer per prompt and measure it: {"reward", "kl", "length", "texts", "rewards"}.
-
-    reward: mean of reward_fn; kl: mean over answers of Σ_t (log π − log π_ref)(y_t), the unbiased sample
-    estimate of KL(π || π_ref) of the whole answer (0 without a reference); length: mean tokens, EOS
-    included. The x-axis and y-axis of the course's gold-reward-against-KL plots."""
-    roll = collect_rollout(
-        model, tokenizer, prompts, reward_fn, reference, max_new_tokens, temperature, seed=seed
-    )
-    kl = (roll.logprobs - roll.ref_logprobs).sum(-1) if reference is not None else torch.zeros(len(prompts))
-    return {
-        "reward": float(roll.scores.mean()),
-        "kl": float(kl.mean()),
-        "length": float(roll.mask.sum(-1).mean()),
-        "rewards": roll.scores.tolist(),
-        "texts": roll.completions,
-    }
 
 
 def _with_token_ids(pairs: datasets.Dataset, gen) -> datasets.Dataset:

@@ -1,0 +1,107 @@
+"""Exercises of chapter 10 (DPO, survey section 7 of arXiv 2412.10400; DPO is arXiv 2305.18290).
+
+1. `check_optimal_policy(fn)`: fn(ref_probs [K], rewards [K], beta) -> π*(y) ∝ π_ref(y) exp(r(y) / β),
+   the closed-form maximizer of the KL-regularized objective (DPO eq. 4) over K answers.
+2. `check_implicit_reward(fn)`: fn(policy_logps [B], ref_logps [B], beta) -> β log π(y|x) / π_ref(y|x), the
+   reward DPO's policy defines (DPO eq. 5 without log Z(x), which cancels in every comparison).
+3. `check_dpo_loss(fn)`: fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> the mean DPO
+   loss −log σ(β Δ) over the batch (DPO eq. 7).
+4. `check_dpo_gradient_weight(fn)`: the same arguments -> [B], the weight σ(−β Δ) that scales each pair's
+   gradient (DPO section 4): large when the implicit reward orders the pair wrongly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsurvey.algos.dpo import preference_loss
+from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+
+__all__ = [
+    "check_optimal_policy",
+    "check_implicit_reward",
+    "check_dpo_loss",
+    "check_dpo_gradient_weight",
+    "reference_optimal_policy",
+    "reference_implicit_reward",
+    "reference_dpo_loss",
+    "reference_dpo_gradient_weight",
+]
+
+
+def _batch(seed: int, n: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(-(torch.rand(n, generator=g, dtype=torch.float64) * 30 + 1) for _ in range(4))
+
+
+def _tensor(name: str, got, shape) -> torch.Tensor:
+    if not isinstance(got, torch.Tensor):
+        raise ExerciseError(f"{name}: return a torch.Tensor, got {type(got).__name__}")
+    if tuple(got.shape) != tuple(shape):
+        raise ExerciseError(f"{name}: expected shape {tuple(shape)}, got {tuple(got.shape)}")
+    return got
+
+
+def reference_optimal_policy(ref_probs, rewards, beta: float) -> torch.Tensor:
+    """π*(y) = π_ref(y) exp(r(y)/β) / Z, computed in log space so large r/β cannot overflow."""
+    return torch.softmax(torch.log(ref_probs) + rewards / beta, dim=-1)
+
+
+def check_optimal_policy(fn) -> bool:
+    name = "optimal KL-regularized policy"
+    g = torch.Generator().manual_seed(10)
+    for k, beta in ((3, 1.0), (7, 0.1), (12, 5.0)):
+        ref = torch.softmax(torch.randn(k, generator=g, dtype=torch.float64), -1)
+        r = torch.randn(k, generator=g, dtype=torch.float64) * 2
+        got = _tensor(name, call_safely(name, fn, ref.clone(), r.clone(), beta), (k,))
+        hint = "π* = π_ref · exp(r / β), then divide by the sum Z so it is a distribution (a softmax in logs)"
+        assert_close(f"{name} (beta={beta})", got, reference_optimal_policy(ref, r, beta), hint, atol=1e-6)
+    return passed(name)
+
+
+def reference_implicit_reward(policy_logps, ref_logps, beta: float) -> torch.Tensor:
+    return beta * (policy_logps - ref_logps)
+
+
+def check_implicit_reward(fn) -> bool:
+    name = "implicit reward"
+    pc, _, rc, _ = _batch(11)
+    for beta in (0.1, 0.5):
+        got = _tensor(name, call_safely(name, fn, pc.clone(), rc.clone(), beta), pc.shape)
+        hint = (
+            "r(x, y) = β (log π(y|x) − log π_ref(y|x)); log Z(x) is the same for every answer and drops out"
+        )
+        assert_close(name, got, reference_implicit_reward(pc, rc, beta), hint)
+    return passed(name)
+
+
+def reference_dpo_loss(pc, pr, rc, rr, beta: float) -> torch.Tensor:
+    return preference_loss(pc, pr, rc, rr, "sigmoid", beta)[0]
+
+
+def check_dpo_loss(fn) -> bool:
+    name = "DPO loss"
+    pc, pr, rc, rr = _batch(12)
+    for beta in (0.1, 1.0):
+        got = _tensor(name, call_safely(name, fn, pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta), ())
+        hint = (
+            "Δ = (log π_w − log π_ref,w) − (log π_l − log π_ref,l); loss = mean of −log σ(β Δ) "
+            "(use F.logsigmoid: σ underflows for large negative β Δ)"
+        )
+        assert_close(name, got, reference_dpo_loss(pc, pr, rc, rr, beta), hint)
+    return passed(name)
+
+
+def reference_dpo_gradient_weight(pc, pr, rc, rr, beta: float) -> torch.Tensor:
+    return torch.sigmoid(-beta * ((pc - rc) - (pr - rr)))
+
+
+def check_dpo_gradient_weight(fn) -> bool:
+    name = "DPO gradient weight"
+    pc, pr, rc, rr = _batch(13)
+    for beta in (0.05, 0.5):
+        got = call_safely(name, fn, pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta)
+        got = _tensor(name, got, pc.shape)
+        hint = "d loss / d Δ = −β σ(−β Δ): the weight is σ(−β Δ) = σ(r̂_l − r̂_w), the chance of a wrong order"
+        assert_close(name, got, reference_dpo_gradient_weight(pc, pr, rc, rr, beta), hint)
+    return passed(name)

@@ -1,0 +1,120 @@
+"""Chapters 10 and 11's exercise checks: each passes its reference solution (and an independent hand-written
+solution) and refuses typical wrong answers."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlsurvey.exercises import ExerciseError, ch10, ch11
+
+
+def test_optimal_policy():
+    assert ch10.check_optimal_policy(ch10.reference_optimal_policy)
+
+    def by_hand(ref, r, beta):  # the textbook form, exp then normalize
+        w = ref * torch.exp(r / beta)
+        return w / w.sum()
+
+    assert ch10.check_optimal_policy(by_hand)
+    for wrong in (
+        lambda ref, r, beta: ref * torch.exp(r / beta),  # not normalized
+        lambda ref, r, beta: torch.softmax(r / beta, -1),  # forgets the reference
+        lambda ref, r, beta: torch.softmax(torch.log(ref) + r * beta, -1),  # multiplies by β
+        lambda ref, r, beta: (ref * torch.exp(r / beta)).tolist(),  # not a tensor
+    ):
+        with pytest.raises(ExerciseError):
+            ch10.check_optimal_policy(wrong)
+
+
+def test_implicit_reward():
+    assert ch10.check_implicit_reward(ch10.reference_implicit_reward)
+    assert ch10.check_implicit_reward(lambda p, r, b: b * p - b * r)
+    for wrong in (lambda p, r, b: p - r, lambda p, r, b: b * (r - p), lambda p, r, b: b * p):
+        with pytest.raises(ExerciseError):
+            ch10.check_implicit_reward(wrong)
+
+
+def test_dpo_loss():
+    assert ch10.check_dpo_loss(ch10.reference_dpo_loss)
+
+    def by_hand(pc, pr, rc, rr, beta):
+        d = (pc - rc) - (pr - rr)
+        return (
+            torch.stack([torch.tensor(math.log1p(math.exp(-beta * x))) for x in d.tolist()]).mean().double()
+        )
+
+    assert ch10.check_dpo_loss(by_hand)
+    for wrong in (
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * (pc - pr)).mean(),  # no reference
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((pc - rc) - (pr - rr))).sum(),  # sum, not mean
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(-b * ((pc - rc) - (pr - rr))).mean(),  # sign flipped
+        lambda pc, pr, rc, rr, b: -F.logsigmoid(b * ((pc - rc) - (pr - rr))),  # per pair
+        lambda pc, pr, rc, rr, b: 1 / 0,
+    ):
+        with pytest.raises(ExerciseError):
+            ch10.check_dpo_loss(wrong)
+
+
+def test_dpo_gradient_weight():
+    assert ch10.check_dpo_gradient_weight(ch10.reference_dpo_gradient_weight)
+
+    def by_autograd(pc, pr, rc, rr, beta):  # the weight read off the gradient itself
+        pc = pc.clone().requires_grad_()
+        (-F.logsigmoid(beta * ((pc - rc) - (pr - rr)))).sum().backward()
+        return -pc.grad / beta
+
+    assert ch10.check_dpo_gradient_weight(by_autograd)
+    for wrong in (
+        lambda pc, pr, rc, rr, b: torch.sigmoid(b * ((pc - rc) - (pr - rr))),
+        lambda pc, pr, rc, rr, b: b * torch.sigmoid(-b * ((pc - rc) - (pr - rr))),
+    ):
+        with pytest.raises(ExerciseError):
+            ch10.check_dpo_gradient_weight(wrong)
+
+
+def test_ipo_loss():
+    assert ch11.check_ipo_loss(ch11.reference_ipo_loss)
+    by_hand = lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) / lc - (pr - rr) / lr - 1 / (2 * b)) ** 2).mean()  # noqa: E731
+    assert ch11.check_ipo_loss(by_hand)
+    summed = lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) - (pr - rr) - 1 / (2 * b)) ** 2).mean()  # noqa: E731
+    target_b = lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) / lc - (pr - rr) / lr - b) ** 2).mean()  # noqa: E731
+    for wrong in (summed, target_b):
+        with pytest.raises(ExerciseError):
+            ch11.check_ipo_loss(wrong)
+
+
+def test_simpo_loss():
+    assert ch11.check_simpo_loss(ch11.reference_simpo_loss)
+    by_hand = lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * pc / lc - b * pr / lr - g).mean()  # noqa: E731
+    assert ch11.check_simpo_loss(by_hand)
+    no_norm = lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * pc - b * pr - g).mean()  # noqa: E731
+    no_margin = lambda pc, pr, lc, lr, b, g: -F.logsigmoid(b * pc / lc - b * pr / lr).mean()  # noqa: E731
+    for wrong in (no_norm, no_margin):
+        with pytest.raises(ExerciseError):
+            ch11.check_simpo_loss(wrong)
+
+
+def test_cdpo_loss():
+    assert ch11.check_cdpo_loss(ch11.reference_cdpo_loss)
+
+    def by_hand(pc, pr, rc, rr, b, eps):
+        d = b * ((pc - rc) - (pr - rr))
+        return (-(1 - eps) * F.logsigmoid(d) - eps * F.logsigmoid(-d)).mean()
+
+    assert ch11.check_cdpo_loss(by_hand)
+    robust = lambda pc, pr, rc, rr, b, e: ch10.reference_dpo_loss(pc, pr, rc, rr, b) / (1 - 2 * e)  # noqa: E731
+    for wrong in (robust, lambda pc, pr, rc, rr, b, e: ch10.reference_dpo_loss(pc, pr, rc, rr, b)):
+        with pytest.raises(ExerciseError):
+            ch11.check_cdpo_loss(wrong)
+
+
+def test_npo_loss():
+    assert ch11.check_npo_loss(ch11.reference_npo_loss)
+    by_hand = lambda p, r, b: (-(2 / b) * F.logsigmoid(-b * (p - r))).mean()  # noqa: E731
+    assert ch11.check_npo_loss(by_hand)
+    ascent = lambda p, r, b: p.mean()  # noqa: E731 - gradient ascent on the likelihood, what NPO bounds
+    for wrong in (ascent, lambda p, r, b: (-(2 / b) * F.logsigmoid(b * (p - r))).mean()):
+        with pytest.raises(ExerciseError):
+            ch11.check_npo_loss(wrong)
