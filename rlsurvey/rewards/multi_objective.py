@@ -119,9 +119,13 @@ class MultiObjectiveRewardModel(nn.Module):
         """[N, K] predictions in the labels' own units (standardization undone)."""
         return self.objectives(prompts, responses) * self.std.cpu() + self.mean.cpu()
 
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """The combined reward w · o, [N] (the interface of `RewardModel.score`)."""
+        return self.objectives(prompts, responses, batch_size) @ self.weights.cpu()
+
     def __call__(self, *args, **kwargs):
         if args and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str):
-            return self.objectives(*args, **kwargs) @ self.weights.cpu()
+            return self.score(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
 
