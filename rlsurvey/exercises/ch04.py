@@ -1,0 +1,77 @@
+"""Exercises of chapter 04 (RL for LLMs, survey section 2.2 of arXiv 2412.10400).
+
+1. `check_sequence_logprob(fn)`: fn(logits [B, R, V], response_ids [B, R], mask [B, R]) -> [B], the
+   log-probability of each response: sum_t m_t log softmax(logits_t)[y_t].
+2. `check_kl_k3(fn)`: fn(logp, ref_logp) -> Schulman's k3 per token, (r - 1) - log r with r = exp(ref - logp).
+3. `check_entropy(fn)`: fn(logits [..., V], temperature) -> [...], the entropy of softmax(logits / T).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+
+__all__ = ["check_sequence_logprob", "check_kl_k3", "check_entropy"]
+
+
+def _inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(4, 7, 11, generator=g) * 2
+    ids = torch.randint(0, 11, (4, 7), generator=g)
+    lengths = torch.tensor([7, 3, 1, 5])
+    mask = (torch.arange(7)[None, :] < lengths[:, None]).long()
+    return logits, ids, mask
+
+
+def reference_sequence_logprob(logits, response_ids, mask):
+    """The reference solution of exercise 1."""
+    logp = torch.log_softmax(logits.double(), dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+    return (logp * mask).sum(-1)
+
+
+def check_sequence_logprob(fn) -> bool:
+    name = "sequence log-prob"
+    logits, ids, mask = _inputs(1)
+    got = call_safely(name, fn, logits, ids, mask)
+    if not isinstance(got, torch.Tensor) or got.shape != (4,):
+        raise ExerciseError(
+            f"{name}: return a tensor of shape [B] = (4,), got {getattr(got, 'shape', type(got))}"
+        )
+    hint = "log_softmax over the vocabulary, gather the taken token, multiply by the mask, sum over time"
+    assert_close(name, got, reference_sequence_logprob(logits, ids, mask), hint, atol=1e-4)
+    return passed(name)
+
+
+def reference_kl_k3(logp, ref_logp):
+    """The reference solution of exercise 2."""
+    log_r = ref_logp - logp
+    return torch.expm1(log_r) - log_r
+
+
+def check_kl_k3(fn) -> bool:
+    name = "KL estimator k3"
+    g = torch.Generator().manual_seed(2)
+    logp = -torch.rand(64, generator=g).double() * 5
+    ref = -torch.rand(64, generator=g).double() * 5
+    got = call_safely(name, fn, logp, ref)
+    hint = "r = pi_ref / pi = exp(ref_logp - logp); k3 = (r - 1) - log r, which is never negative"
+    assert_close(name, got, reference_kl_k3(logp, ref), hint, atol=1e-6)
+    return passed(name)
+
+
+def reference_entropy(logits, temperature: float = 1.0):
+    """The reference solution of exercise 3."""
+    logp = torch.log_softmax(logits.double() / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def check_entropy(fn) -> bool:
+    name = "token entropy"
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 9, 13, generator=g) * 3
+    for t in (1.0, 0.5, 2.0):
+        got = call_safely(name, fn, logits, t)
+        hint = "H = -sum_v p_v log p_v with p = softmax(logits / temperature); divide by T before the softmax"
+        assert_close(f"{name} (T={t})", got, reference_entropy(logits, t), hint, atol=1e-4)
+    return passed(name)
