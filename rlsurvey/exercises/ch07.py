@@ -1,0 +1,122 @@
+"""Exercises of chapter 07 (RLHF with PPO, survey section 4.2 of arXiv 2412.10400).
+
+1. `check_shaped_rewards(fn)`: fn(score, logprobs [R], ref_logprobs [R], beta) -> [R] per-token rewards of one
+   response: −β (log π − log π_ref) on every token, plus the score on the last one.
+2. `check_gae(fn)`: fn(rewards [R], values [R], gamma, lam) -> [R] GAE advantages of one response
+   (the value after the last token is 0).
+3. `check_clipped_value_loss(fn)`: fn(values, old_values, returns, clip) -> scalar,
+   0.5 · mean max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²).
+4. `check_best_of_n_kl(fn)`: fn(n) -> the KL of best-of-n to its sampler, log n − (n − 1)/n.
+5. `check_leave_one_out(fn)`: fn(rewards [P·k], k) -> RLOO advantages, each reward minus the mean of the
+   other k − 1 rewards of its prompt.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsurvey.algos.advantages import leave_one_out_advantages
+from rlsurvey.algos.best_of_n import best_of_n_kl
+from rlsurvey.algos.kl_control import shape_rewards
+from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.kernels import gae_reference
+from rlsurvey.rl.ppo import clipped_value_loss
+
+__all__ = [
+    "check_best_of_n_kl",
+    "check_clipped_value_loss",
+    "check_gae",
+    "check_leave_one_out",
+    "check_shaped_rewards",
+    "reference_gae",
+    "reference_shaped_rewards",
+]
+
+
+def _tensor(name: str, got, shape) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(got, dtype=torch.float64)
+    except (TypeError, ValueError) as exc:
+        raise ExerciseError(f"{name}: expected numbers, got {type(got).__name__}") from exc
+    if tuple(t.shape) != tuple(shape):
+        raise ExerciseError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+    return t
+
+
+def reference_shaped_rewards(score: float, logprobs, ref_logprobs, beta: float) -> torch.Tensor:
+    """`rlsurvey.algos.kl_control.shape_rewards` on a single unpadded response, with k1."""
+    lp = torch.as_tensor(logprobs, dtype=torch.float64)[None]
+    ref = torch.as_tensor(ref_logprobs, dtype=torch.float64)[None]
+    mask = torch.ones_like(lp, dtype=torch.bool)
+    return shape_rewards(torch.tensor([score], dtype=torch.float64), lp, ref, mask, beta, "k1")[0][0]
+
+
+def check_shaped_rewards(fn) -> bool:
+    name = "per-token KL-shaped rewards"
+    g = torch.Generator().manual_seed(70)
+    for length in (1, 4, 9):
+        lp, ref = -torch.rand(length, generator=g).double() * 3, -torch.rand(length, generator=g).double() * 3
+        score, beta = float(torch.randn(1, generator=g)), 0.1 * (length % 4 + 1)
+        got = _tensor(name, call_safely(name, fn, score, lp.clone(), ref.clone(), beta), (length,))
+        hint = "every token: -beta * (logprobs - ref_logprobs); only the last token also receives the score"
+        assert_close(name, got, reference_shaped_rewards(score, lp, ref, beta), hint, atol=1e-8)
+    return passed(name)
+
+
+def reference_gae(rewards, values, gamma: float, lam: float) -> torch.Tensor:
+    """`rlsurvey.kernels.gae_reference` on one unpadded response."""
+    r = torch.as_tensor(rewards, dtype=torch.float64)[None]
+    v = torch.as_tensor(values, dtype=torch.float64)[None]
+    return gae_reference(r, v, torch.ones_like(r, dtype=torch.bool), gamma, lam)[0][0]
+
+
+def check_gae(fn) -> bool:
+    name = "GAE"
+    g = torch.Generator().manual_seed(71)
+    for length, gamma, lam in [(1, 1.0, 0.95), (5, 1.0, 0.95), (8, 0.9, 0.5), (6, 1.0, 0.0)]:
+        r, v = torch.randn(length, generator=g).double(), torch.randn(length, generator=g).double()
+        got = _tensor(name, call_safely(name, fn, r.clone(), v.clone(), gamma, lam), (length,))
+        hint = (
+            "go backwards: delta_t = r_t + gamma * V_{t+1} - V_t with V after the last token = 0, then "
+            "A_t = delta_t + gamma * lam * A_{t+1}"
+        )
+        assert_close(name, got, reference_gae(r, v, gamma, lam), hint, atol=1e-8)
+    return passed(name)
+
+
+def check_clipped_value_loss(fn) -> bool:
+    name = "clipped value loss"
+    g = torch.Generator().manual_seed(72)
+    for n, clip in [(1, 0.2), (30, 0.2), (30, 0.05)]:
+        v, old, ret = (torch.randn(n, generator=g).double() for _ in range(3))
+        got = call_safely(name, fn, v.clone(), old.clone(), ret.clone(), clip)
+        got = _tensor(name, got, ())
+        hint = (
+            "clip the *change* V - V_old to [-clip, clip], square both errors against the returns, take the "
+            "larger per sample, then 0.5 * mean"
+        )
+        assert_close(name, got, clipped_value_loss(v, old, ret, clip)[0], hint, atol=1e-8)
+    return passed(name)
+
+
+def check_best_of_n_kl(fn) -> bool:
+    name = "best-of-n KL"
+    for n in (1, 2, 3, 16, 1000):
+        got = _tensor(name, call_safely(name, fn, n), ())
+        hint = "KL(best-of-n || sampler) = log n - (n - 1) / n; it is 0 for n = 1 and grows like log n"
+        assert_close(name, got, best_of_n_kl(n), hint, atol=1e-9)
+    return passed(name)
+
+
+def check_leave_one_out(fn) -> bool:
+    name = "leave-one-out advantages"
+    g = torch.Generator().manual_seed(73)
+    for prompts, k in [(1, 2), (3, 4), (2, 7)]:
+        r = torch.randn(prompts * k, generator=g).double()
+        got = _tensor(name, call_safely(name, fn, r.clone(), k), (prompts * k,))
+        hint = (
+            "view the rewards as [prompts, k]; the baseline of sample i is (sum of its group - r_i) / "
+            "(k - 1), not the group mean"
+        )
+        assert_close(name, got, leave_one_out_advantages(r, k), hint, atol=1e-9)
+    return passed(name)
