@@ -50,7 +50,11 @@ DEFAULT_CONSTITUTION = (
     Principle(
         "positive", "an enthusiastic, warm and positive review", "a negative, disappointed review", 1.0
     ),
-    Principle("polite", "a courteous review that thanks the staff", "a rude, insulting, abusive review", 1.0),
+    Principle(
+        "respectful",
+        "a respectful review",
+        "a review that insults people, calling them fools, idiots or jerks",
+    ),
     Principle("fluent", "a clear, fluent and well written sentence", "repetitive, broken, garbled text", 1.0),
 )
 
