@@ -196,21 +196,14 @@ def test_rollout_marks_time_limits_and_keeps_the_final_observation():
     envs = ppo.make_envs(cfg.env_id, cfg.num_envs)
     agent = ppo.ActorCritic(1, envs.single_action_space)
     T, N = cfg.num_steps, cfg.num_envs
-    buf = {
-        "obs": torch.zeros(T, N, 1),
-        "final_obs": torch.zeros(T, N, 1),
-        "actions": torch.zeros(T, N, dtype=torch.long),
-        "logp": torch.zeros(T, N),
-        "rewards": torch.zeros(T, N),
-        "dones": torch.zeros(T, N),
-        "trunc": torch.zeros(T, N, dtype=torch.bool),
-    }
+    buf = ppo._buffers(T, N, 1, envs.single_action_space)
     stats = {"ret": np.zeros(N), "len": np.zeros(N, dtype=np.int64), "step": 0, "episodes": []}
     obs, _ = envs.reset(seed=0)
     obs = ppo._rollout(cfg, envs, agent, obs, buf, stats, 0.0)
     envs.close()
     cut = [False, False, True] * 2 + [False]  # the limit of 3 steps ends steps 2 and 5
     assert buf["trunc"][:, 0].tolist() == cut and buf["dones"][:, 0].tolist() == [float(c) for c in cut]
+    assert buf["trunc"][:, 1].tolist() == cut
     assert buf["final_obs"][2, :, 0].tolist() == [3.0, 3.0]  # the observation the cut episode reached
     assert buf["obs"][:, 0, 0].tolist() == [0, 1, 2, 0, 1, 2, 0]  # the reset observation follows
     assert buf["rewards"][0, 0].item() == pytest.approx(cfg.reward_scale)
@@ -266,3 +259,21 @@ def test_stop_at_return_ends_training_early():
     history = train(replace(cfg, progress=False))
     assert len(history.updates) == 1  # any 3 CartPole episodes average at least 5 steps
     assert history.last_mean_return() >= 5.0
+
+
+def test_advantages_bootstrap_a_time_limit_but_not_a_termination():
+    cfg = PPOConfig(num_envs=1, num_steps=4, num_minibatches=1, gamma=0.5, gae_lambda=1.0, reward_scale=1.0)
+    agent = ppo.ActorCritic(1, gym.spaces.Discrete(2))
+    with torch.no_grad():  # a critic that says V(s) = 2 everywhere
+        agent.critic[-1].weight.zero_()
+        agent.critic[-1].bias.fill_(2.0)
+    buf = ppo._buffers(4, 1, 1, gym.spaces.Discrete(2))
+    buf["rewards"][:, 0] = 1.0
+    buf["dones"][:, 0] = [0, 1, 0, 1]  # step 1 ends by a time limit, step 3 by termination
+    buf["trunc"][:, 0] = [False, True, False, False]
+    batch = ppo._advantages(cfg, agent, buf, next_obs=np.zeros((1, 1), np.float32))
+    # returns with lam = 1: G_1 = 1 + 0.5 * V(final) = 2, G_0 = 1 + 0.5 * G_1 = 2; G_3 = 1, G_2 = 1.5
+    torch.testing.assert_close(batch["returns"], torch.tensor([2.0, 2.0, 1.5, 1.0]))
+    torch.testing.assert_close(batch["adv"], batch["returns"] - 2.0)
+    logp, _ = agent.log_prob_entropy(batch["obs"], batch["actions"])
+    torch.testing.assert_close(batch["logp"], logp)

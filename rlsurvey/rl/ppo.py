@@ -6,11 +6,12 @@ Papers: PPO, Schulman et al. 2017 (arXiv 1707.06347); GAE (arXiv 1506.02438); "T
 of PPO", Huang et al. 2022 (ICLR blog track); "Implementation matters in deep policy gradients",
 Engstrom et al. 2020 (arXiv 2005.12729); Adam (arXiv 1412.6980).
 
-Where each detail lives: vectorized environments and time-limit bootstrapping in `make_envs` and `_rollout`;
-orthogonal initialization in `ActorCritic`; Adam epsilon, learning-rate annealing, minibatch epochs,
-advantage normalization, entropy bonus, global gradient clipping and the target-KL early stop in `train`;
-GAE in `rlsurvey.rl.returns.gae_advantages`; the clipped surrogate, approximate KL (k1, k3) and clip fraction
-in `clipped_policy_loss`; value-loss clipping in `clipped_value_loss`.
+Where each detail lives: vectorized environments in `make_envs`; the rollout (sampling only, per step) in
+`_rollout`; old log-probs, values, time-limit bootstrapping and GAE (`rlsurvey.rl.returns.gae_advantages`),
+batched once per rollout, in `_advantages`; orthogonal initialization in `ActorCritic`; minibatch epochs,
+advantage normalization, entropy bonus, global gradient clipping and the target-KL early stop in `_update`;
+Adam epsilon and learning-rate annealing in `train`; the clipped surrogate, approximate KL (k1, k3) and clip
+fraction in `clipped_policy_loss`; value-loss clipping in `clipped_value_loss`.
 """
 
 from __future__ import annotations
@@ -173,20 +174,21 @@ class ActorCritic(nn.Module):
         return logp, entropy
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False):
-        """Sample (or take the mode of) pi(.|s): returns (actions, log pi(actions|s)).
+    def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions for a batch of observations: sampled from pi(.|s), or its mode if deterministic.
         torch.distributions is avoided on purpose: its argument checks cost more than the MLP here."""
         out = self.actor(obs)
         if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
             if deterministic:
-                actions = logp_all.argmax(-1)
-            else:  # Gumbel-max: argmax(logits + Gumbel noise) is a categorical sample
-                actions = (logp_all - torch.empty_like(logp_all).exponential_().log()).argmax(-1)
-            return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        actions = out if deterministic else out + torch.randn_like(out) * self.log_std.exp()
-        z = (actions - out) * torch.exp(-self.log_std)
-        return actions, (-0.5 * z.pow(2) - self.log_std - _LOG_SQRT_2PI).sum(-1)
+                return out.argmax(-1)
+            return (out - torch.empty_like(out).exponential_().log()).argmax(-1)  # Gumbel-max sampling
+        return out if deterministic else out + torch.randn_like(out) * self.log_std.exp()
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False):
+        """(actions, log pi(actions|s)) for a batch of observations."""
+        actions = self.sample(obs, deterministic)
+        return actions, self.log_prob_entropy(obs, actions)[0]
 
 
 def clipped_policy_loss(
@@ -312,31 +314,46 @@ class PPOHistory:
         return {"step": int(self.episode_step[i]), "time": float(self.episode_time[i]), "episode": i + 1}
 
 
+def _buffers(T: int, N: int, obs_dim: int, action_space: gym.Space) -> dict:
+    """NumPy rollout storage, [T, N, ...]: writing one step into NumPy costs a fraction of a tensor write,
+    and torch.from_numpy turns the filled arrays into tensors without a copy."""
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    act_shape = () if discrete else action_space.shape
+    return {
+        "obs": np.zeros((T, N, obs_dim), np.float32),
+        "final_obs": np.zeros(
+            (T, N, obs_dim), np.float32
+        ),  # observation an episode cut by a time limit reached
+        "actions": np.zeros((T, N, *act_shape), np.int64 if discrete else np.float32),
+        "rewards": np.zeros((T, N), np.float32),  # scaled by cfg.reward_scale
+        "dones": np.zeros((T, N), np.float32),  # 1 where the episode ended with this step (either way)
+        "trunc": np.zeros((T, N), bool),  # True where it ended by the time limit alone
+    }
+
+
 def _rollout(cfg, envs, agent, obs, buf, stats, t0):
-    """Fill the rollout buffers with num_steps vector steps; return the observation after the last one."""
-    T, N = cfg.num_steps, cfg.num_envs
+    """Fill the rollout buffers with num_steps vector steps; return the observation after the last one.
+    Only the actor's sampling runs per step; log-probs and values are computed afterwards in one batch."""
+    N = envs.num_envs
     low, high = None, None
     if not agent.discrete:
         low, high = envs.single_action_space.low, envs.single_action_space.high
-    buf["trunc"].zero_()
-    for t in range(T):
-        o = torch.from_numpy(np.asarray(obs, dtype=np.float32))
-        actions, logp = agent.act(o)
-        buf["obs"][t] = o
+    for t in range(buf["obs"].shape[0]):
+        buf["obs"][t] = obs
+        actions = agent.sample(torch.from_numpy(buf["obs"][t])).numpy()
         buf["actions"][t] = actions
-        buf["logp"][t] = logp
-        a = actions.numpy()
-        obs, reward, term, trunc, info = envs.step(np.clip(a, low, high) if low is not None else a)
+        obs, reward, term, trunc, info = envs.step(
+            np.clip(actions, low, high) if low is not None else actions
+        )
         stats["ret"] += reward
         stats["len"] += 1
         stats["step"] += N
         done = term | trunc
-        buf["rewards"][t] = torch.from_numpy(np.asarray(reward, dtype=np.float32) * cfg.reward_scale)
-        buf["dones"][t] = torch.from_numpy(done.astype(np.float32))
-        cut = trunc & ~term  # time limit, not a terminal state: bootstrap from the final observation
+        buf["rewards"][t] = reward * cfg.reward_scale
+        buf["dones"][t] = done
+        buf["trunc"][t] = cut = trunc & ~term  # a time limit is not a terminal state: bootstrap there
         if cut.any():
-            buf["trunc"][t] = torch.from_numpy(cut)
-            buf["final_obs"][t, cut] = torch.from_numpy(np.stack(info["final_obs"][cut]).astype(np.float32))
+            buf["final_obs"][t, cut] = np.stack(info["final_obs"][cut])
         if done.any():
             now = time.perf_counter() - t0
             for i in np.nonzero(done)[0]:
@@ -347,34 +364,48 @@ def _rollout(cfg, envs, agent, obs, buf, stats, t0):
 
 
 def _advantages(cfg, agent, buf, next_obs):
-    """Critic values for the whole rollout in one batch, time-limit bootstraps, then GAE (all [T, N])."""
+    """Batch the per-step work: old log-probs, critic values, time-limit bootstraps, then GAE.
+    Returns a dict of flat [T * N, ...] tensors for the update."""
     T, N, obs_dim = buf["obs"].shape
+    obs = torch.from_numpy(buf["obs"]).reshape(T * N, obs_dim)
+    actions = torch.from_numpy(buf["actions"]).reshape(T * N, *buf["actions"].shape[2:])
+    trunc = torch.from_numpy(buf["trunc"])
     with torch.no_grad():
-        values = agent.value(buf["obs"].reshape(T * N, obs_dim)).reshape(T, N)
+        logp, _ = agent.log_prob_entropy(obs, actions)
+        values = agent.value(obs).reshape(T, N)
         next_value = agent.value(torch.from_numpy(np.asarray(next_obs, dtype=np.float32)))
-        rewards = buf["rewards"].clone()
-        if buf["trunc"].any():
-            rewards[buf["trunc"]] += cfg.gamma * agent.value(buf["final_obs"][buf["trunc"]])
-        adv, returns = gae_advantages(rewards, values, buf["dones"], next_value, cfg.gamma, cfg.gae_lambda)
-    return values, adv, returns
+        rewards = torch.from_numpy(buf["rewards"]).clone()
+        if trunc.any():
+            rewards[trunc] += cfg.gamma * agent.value(torch.from_numpy(buf["final_obs"])[trunc])
+        dones = torch.from_numpy(buf["dones"])
+        adv, returns = gae_advantages(rewards, values, dones, next_value, cfg.gamma, cfg.gae_lambda)
+    return {
+        "obs": obs,
+        "actions": actions,
+        "logp": logp,
+        "adv": adv.reshape(-1),
+        "values": values.reshape(-1),
+        "returns": returns.reshape(-1),
+    }
 
 
-def _update(cfg, agent, optimizer, b_obs, b_actions, b_logp, b_adv, b_values, b_returns):
-    """`update_epochs` passes of shuffled minibatches; returns (mean metrics, epochs run)."""
+def _update(cfg, agent, optimizer, b):
+    """`update_epochs` passes of shuffled minibatches over the batch `b`; returns (mean metrics, epochs)."""
     clip_vf = cfg.clip_coef_vf if cfg.clip_coef_vf is not None else cfg.clip_coef
     sums, count, epochs = {}, 0, 0
     for _ in range(cfg.update_epochs):
         epochs += 1
         epoch_kl = []
-        for idx in torch.randperm(len(b_adv)).split(len(b_adv) // cfg.num_minibatches):
-            logp, entropy = agent.log_prob_entropy(b_obs[idx], b_actions[idx])
-            mb_adv = b_adv[idx]
+        size = len(b["adv"])
+        for idx in torch.randperm(size).split(size // cfg.num_minibatches):
+            logp, entropy = agent.log_prob_entropy(b["obs"][idx], b["actions"][idx])
+            mb_adv = b["adv"][idx]
             if cfg.norm_adv:
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            pg_loss, pm = clipped_policy_loss(logp, b_logp[idx], mb_adv, cfg.clip_coef, cfg.clip_policy)
-            new_values = agent.value(b_obs[idx])
+            pg_loss, pm = clipped_policy_loss(logp, b["logp"][idx], mb_adv, cfg.clip_coef, cfg.clip_policy)
+            new_values = agent.value(b["obs"][idx])
             v_loss, vm = clipped_value_loss(
-                new_values, b_values[idx], b_returns[idx], clip_vf, cfg.clip_vloss
+                new_values, b["values"][idx], b["returns"][idx], clip_vf, cfg.clip_vloss
             )
             ent = entropy.mean()
             loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
@@ -409,16 +440,7 @@ def train(config: PPOConfig) -> PPOHistory:
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
     T, N = cfg.num_steps, cfg.num_envs
     num_updates = max(1, cfg.total_steps // (T * N))
-    act_shape = () if agent.discrete else envs.single_action_space.shape
-    buf = {
-        "obs": torch.zeros(T, N, obs_dim),
-        "final_obs": torch.zeros(T, N, obs_dim),
-        "actions": torch.zeros((T, N, *act_shape), dtype=torch.long if agent.discrete else torch.float32),
-        "logp": torch.zeros(T, N),
-        "rewards": torch.zeros(T, N),
-        "dones": torch.zeros(T, N),
-        "trunc": torch.zeros(T, N, dtype=torch.bool),
-    }
+    buf = _buffers(T, N, obs_dim, envs.single_action_space)
     history = PPOHistory(config=cfg, agent=agent)
     stats = {"ret": np.zeros(N), "len": np.zeros(N, dtype=np.int64), "step": 0, "episodes": []}
     obs, _ = envs.reset(seed=cfg.seed)
@@ -431,25 +453,15 @@ def train(config: PPOConfig) -> PPOHistory:
                 group["lr"] = lr
             n_before = len(stats["episodes"])
             obs = _rollout(cfg, envs, agent, obs, buf, stats, t0)
-            values, adv, returns = _advantages(cfg, agent, buf, obs)
-            b_values, b_returns = values.reshape(-1), returns.reshape(-1)
-            metrics, epochs = _update(
-                cfg,
-                agent,
-                optimizer,
-                buf["obs"].reshape(T * N, obs_dim),
-                buf["actions"].reshape(T * N, *act_shape),
-                buf["logp"].reshape(-1),
-                adv.reshape(-1),
-                b_values,
-                b_returns,
-            )
+            batch = _advantages(cfg, agent, buf, obs)
+            metrics, epochs = _update(cfg, agent, optimizer, batch)
             new_eps = stats["episodes"][n_before:]
             for step, when, ret, length in new_eps:
                 history.episode_step.append(step)
                 history.episode_time.append(when)
                 history.episode_return.append(ret)
                 history.episode_length.append(length)
+            b_values, b_returns = batch["values"], batch["returns"]
             var_r = b_returns.var().item()
             history.updates.append(
                 {
