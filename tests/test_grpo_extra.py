@@ -4,8 +4,10 @@ update of the textbook two-pass step; the rollout without its policy pass sample
 from __future__ import annotations
 
 import copy
+import math
 import random
 
+import pytest
 import torch
 
 from rlsurvey.algos.grpo import GRPOConfig, _prompt_sampler, group_step_advantages, train_grpo
@@ -84,3 +86,18 @@ def test_rollout_without_policy_pass_samples_the_same():
     assert light.logprobs is None and light.entropy is None
     assert light.completions == full.completions and torch.equal(light.scores, full.scores)
     assert torch.equal(light.mask, full.mask) and light.mask.dtype == torch.float32
+
+
+def test_reference_with_zero_kl_coef_is_measured_not_penalized():
+    policy, tok = tiny_causal_lm("llama", seed=4)
+    watched = copy.deepcopy(policy)
+    reference = copy.deepcopy(policy)
+    cfg = GRPOConfig(steps=3, prompts_per_step=2, group_size=4, max_new_tokens=3, learning_rate=1e-2,
+                     progress=False)  # fmt: skip
+    plain = train_grpo(policy, tok, EASY, length_reward, cfg)
+    logged = train_grpo(watched, tok, EASY, length_reward, cfg, reference=reference)
+    for p, q in zip(policy.parameters(), watched.parameters()):
+        torch.testing.assert_close(p, q, atol=0, rtol=0)  # the same update: nothing is penalized
+    assert all(math.isnan(h["kl"]) for h in plain) and "kl_loss" not in logged[-1]
+    assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # identical to the reference at the first step
+    assert abs(logged[-1]["kl"]) > 1e-4  # and measured as it drifts away (k1 may be negative)

@@ -53,7 +53,7 @@ class GRPOConfig:
     clip_eps_high: float | None = None  # a larger upper clip (DAPO's clip-higher); None: symmetric
     epochs: int = 1  # passes over each rollout (μ in the GRPO paper)
     minibatch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
-    kl_coef: float = 0.0  # β; 0 means no reference model is kept at all
+    kl_coef: float = 0.0  # β; 0 keeps no reference model unless one is passed (then the KL is only logged)
     kl_estimator: str = "k3"  # per-token KL estimator (rlsurvey.lm.kl): k1, k2 or k3
     kl_in_reward: bool = False  # True: subtract β·KL(sequence, k1) from the reward (RLOO); False: add to loss
     max_new_tokens: int = 16  # generation budget L; also the constant of "constant" aggregation
@@ -143,7 +143,9 @@ def train_grpo(
     """Train `policy` in place with group advantages; returns one dict of metrics per step.
 
     prompts: a pool to cycle through in a shuffled order, or a function `n -> list of n prompts`.
-    reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training.
+    reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training. Given
+    with kl_coef = 0, the KL to it is measured and logged ("kl") but not penalized: a run without the KL term
+    can then be compared with one that has it.
     eval_fn: called with the policy at step 0, every `eval_every` steps and at the end; its dict is logged
     under "eval/..." keys (held-out accuracy, say).
 
@@ -188,7 +190,7 @@ def train_grpo(
         batch = repeat_prompts(next_prompts(cfg.prompts_per_step), cfg.group_size)
         try:
             roll = collect_rollout(
-                policy, tokenizer, batch, reward_fn, reference if cfg.kl_coef > 0 else None,
+                policy, tokenizer, batch, reward_fn, reference,
                 cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, gen_seed.randrange(2**31),
                 missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
             )  # fmt: skip
