@@ -101,3 +101,13 @@ def test_reference_with_zero_kl_coef_is_measured_not_penalized():
     assert all(math.isnan(h["kl"]) for h in plain) and "kl_loss" not in logged[-1]
     assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # identical to the reference at the first step
     assert abs(logged[-1]["kl"]) > 1e-4  # and measured as it drifts away (k1 may be negative)
+
+
+def test_frozen_or_shared_policy_is_refused():
+    policy, tok = tiny_causal_lm("llama", seed=4)
+    cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=2, progress=False)
+    with pytest.raises(ValueError, match="separate copy"):
+        train_grpo(policy, tok, EASY, length_reward, cfg, reference=policy)
+    frozen = copy.deepcopy(policy).requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        train_grpo(frozen, tok, EASY, length_reward, cfg)

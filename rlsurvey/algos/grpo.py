@@ -155,6 +155,15 @@ def train_grpo(
     cfg = config or GRPOConfig()
     cfg.validate()
     disable_dropout(policy)
+    if reference is not None and reference is policy:
+        raise ValueError(
+            "reference must be a separate copy of the policy (it is frozen), got the policy itself"
+        )
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise ValueError(
+            "policy has no parameter with requires_grad=True; was it copied from a frozen reference? "
+            "Copy the policy before passing the copy as `reference`, or call policy.requires_grad_(True)"
+        )
     if cfg.kl_coef > 0 and reference is None:
         reference = copy.deepcopy(policy)
     if reference is not None:
