@@ -54,7 +54,8 @@ def interpreter_failures(test_file: str, request) -> list[str]:
     any of its tests failed or errored in the child, or when its interpreter tests were skipped there.
     """
     name = request.node.originalname
-    files = tuple(sorted({str(item.path) for item in request.session.items if item.originalname == name}))
+    items = request.session.items  # notebook cells (nbval) have no originalname
+    files = tuple(sorted({str(i.path) for i in items if getattr(i, "originalname", None) == name}))
     if files not in _RESULTS:
         _RESULTS[files] = _run_in_child(files, exclude=name)
     stem = Path(test_file).stem
