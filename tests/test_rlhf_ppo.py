@@ -67,12 +67,24 @@ def _hand_gae(rewards: list[float], values: list[float], gamma: float, lam: floa
 
 
 @pytest.mark.parametrize(
-    "arch, estimator, gamma, lam, temperature",
-    [("llama", "k1", 1.0, 0.95, 1.0), ("gpt2", "k3", 0.9, 0.8, 0.7)],
+    "arch, estimator, gamma, lam, temperature, whiten_rewards",
+    [
+        ("llama", "k1", 1.0, 0.95, 1.0, False),
+        ("gpt2", "k3", 0.9, 0.8, 0.7, False),
+        ("llama", "k1", 1.0, 0.95, 1.0, True),
+    ],
 )
-def test_kl_penalty_and_gae_inputs_equal_a_hand_reference(arch, estimator, gamma, lam, temperature):
+def test_kl_penalty_and_gae_inputs_equal_a_hand_reference(
+    arch, estimator, gamma, lam, temperature, whiten_rewards
+):
     tr = make_trainer(
-        arch, kl_estimator=estimator, gamma=gamma, lam=lam, temperature=temperature, kl_coef=0.3
+        arch,
+        kl_estimator=estimator,
+        gamma=gamma,
+        lam=lam,
+        temperature=temperature,
+        kl_coef=0.3,
+        whiten_rewards=whiten_rewards,
     )
     with torch.no_grad():  # a policy away from its reference, a value head away from zero
         for p in tr.policy.parameters():
@@ -80,7 +92,7 @@ def test_kl_penalty_and_gae_inputs_equal_a_hand_reference(arch, estimator, gamma
         torch.nn.init.normal_(tr.value_model.model.score.weight, std=0.5)
     batch = tr.prepare(tr.rollout(PROMPTS * 2))
     beta = 0.3
-    all_adv, all_mask = [], []
+    rows = []
     with torch.no_grad():
         for i, (p, r) in enumerate(_rows(batch)):
             n = len(r)
@@ -91,16 +103,25 @@ def test_kl_penalty_and_gae_inputs_equal_a_hand_reference(arch, estimator, gamma
             rewards[-1] += batch.rollout.scores[i]
             values = _hand_values(tr.value_model, p, r)
             torch.testing.assert_close(batch.kl[i, :n], kl, atol=1e-5, rtol=1e-4)
-            torch.testing.assert_close(batch.rewards[i, :n], rewards, atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(batch.values[i, :n], values, atol=1e-5, rtol=1e-4)
             assert batch.rewards[i, n:].abs().sum() == 0 and batch.values[i, n:].abs().sum() == 0
-            adv, ret = _hand_gae(rewards.tolist(), values.tolist(), gamma, lam)
-            torch.testing.assert_close(batch.returns[i, :n], torch.tensor(ret), atol=1e-4, rtol=1e-4)
-            all_adv.extend(adv)
-            all_mask.append(n)
+            rows.append((rewards.double(), values.double()))
+    if whiten_rewards:  # rescaled to unit variance over every response token, the mean kept
+        flat = torch.cat([rw for rw, _ in rows])
+        mean, std = flat.mean(), math.sqrt(flat.var(unbiased=True).item() + 1e-8)
+        rows = [((rw - mean) / std + mean, v) for rw, v in rows]
+    all_adv = []
+    for i, (rewards, values) in enumerate(rows):
+        n = len(rewards)
+        torch.testing.assert_close(batch.rewards[i, :n].double(), rewards, atol=1e-5, rtol=1e-4)
+        adv, ret = _hand_gae(rewards.tolist(), values.tolist(), gamma, lam)
+        torch.testing.assert_close(
+            batch.returns[i, :n].double(), torch.tensor(ret).double(), atol=1e-4, rtol=1e-4
+        )
+        all_adv.extend(adv)
     a = torch.tensor(all_adv, dtype=torch.float64)
     whitened = (a - a.mean()) / math.sqrt(a.var(unbiased=True).item() + 1e-8)
-    got = torch.cat([batch.advantages[i, :n] for i, n in enumerate(all_mask)])
+    got = torch.cat([batch.advantages[i, : len(rw)] for i, (rw, _) in enumerate(rows)])
     torch.testing.assert_close(got.double(), whitened, atol=1e-4, rtol=1e-4)
 
 
@@ -194,8 +215,13 @@ def _a_preferences(n: int, seed: int) -> Dataset:
     for i in range(n):
         k = int(torch.randint(1, 4, (1,), generator=g))
         lengths = torch.randint(k + 1, 9, (2,), generator=g).tolist()
-        rows.append({"prompt": PROMPTS[i % len(PROMPTS)], "chosen": text(lengths[0], k),
-                     "rejected": text(lengths[1], k - 1)})  # fmt: skip
+        rows.append(
+            {
+                "prompt": PROMPTS[i % len(PROMPTS)],
+                "chosen": text(lengths[0], k),
+                "rejected": text(lengths[1], k - 1),
+            }
+        )
     return Dataset.from_list(rows)
 
 
@@ -215,8 +241,9 @@ def test_short_run_improves_reward_model_accuracy_and_policy_reward():
         policy, tok, PROMPTS * 8, reference, rm, count_a, max_new_tokens=8, seed=11
     )
     start = evaluate()
-    ppo = RLHFPPOConfig(steps=20, batch_size=16, max_new_tokens=8, learning_rate=3e-3, kl_coef=0.01,
-                        progress=False)  # fmt: skip
+    ppo = RLHFPPOConfig(
+        steps=20, batch_size=16, max_new_tokens=8, learning_rate=3e-3, kl_coef=0.01, progress=False
+    )
     history = RLHFPPOTrainer(policy, tok, rm, ppo, reference=reference, gold_fn=count_a).train(PROMPTS)
     end = evaluate()
     assert end["score"] > start["score"] + 1.0, (start["score"], end["score"])
