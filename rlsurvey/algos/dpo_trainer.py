@@ -46,7 +46,15 @@ from rlsurvey.algos.rollout import disable_dropout
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
 from rlsurvey.lm.logprobs import response_logprobs
 
-__all__ = ["ALL_LOSS_TYPES", "UNPAIRED", "DPOConfig", "DPOTrainer", "packed_logps", "padded_logps"]
+__all__ = [
+    "ALL_LOSS_TYPES",
+    "UNPAIRED",
+    "DPOConfig",
+    "DPOTrainer",
+    "SequenceBatch",
+    "packed_logps",
+    "padded_logps",
+]
 
 UNPAIRED = ("kto", "npo")
 ALL_LOSS_TYPES = LOSS_TYPES + UNPAIRED
@@ -162,23 +170,27 @@ class SequenceBatch:
             self.r_ids = pad(responses, batch_first=True, padding_value=pad_id).to(device)
             self.r_mask = pad(ones[1], batch_first=True).to(device)
             return
-        seqs = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
-        width = max(len(s) for s in seqs)
+        plen, lens = [len(p) for p in prompts], [len(p) + len(r) for p, r in zip(prompts, responses)]
+        width = max(lens)
         fill: list[int] = []
-        place = [(0, 0)] * len(seqs)
-        for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):
-            row = next((k for k, f in enumerate(fill) if f + len(seqs[i]) <= width), len(fill))
+        place = [(0, 0)] * len(lens)
+        for i in sorted(range(len(lens)), key=lens.__getitem__, reverse=True):
+            row = next((k for k, f in enumerate(fill) if f + lens[i] <= width), len(fill))
             fill += [0] * (row == len(fill))
             place[i] = (row, fill[row])
-            fill[row] += len(seqs[i])
+            fill[row] += lens[i]
         ids = torch.full((len(fill), width), pad_id, dtype=torch.long)
-        pos = torch.arange(width).repeat(len(fill), 1)
+        ar = torch.arange(width)
+        pos = ar.repeat(len(fill), 1)
         targets = torch.full((len(fill), width), -100, dtype=torch.long)
         owner = torch.full((len(fill), width), -1, dtype=torch.long)
-        for i, (s, p) in enumerate(zip(seqs, prompts)):
-            (row, o), n, start = place[i], len(s), place[i][1] + len(p) - 1
-            ids[row, o : o + n], pos[row, o : o + n] = s, torch.arange(n)
-            targets[row, start : o + n - 1], owner[row, start : o + n - 1] = s[len(p) :], i
+        for i, ((row, o), n, m) in enumerate(zip(place, lens, plen)):
+            ids[row, o : o + m], ids[row, o + m : o + n], pos[row, o : o + n] = (
+                prompts[i],
+                responses[i],
+                ar[:n],
+            )
+            targets[row, o + m - 1 : o + n - 1], owner[row, o + m - 1 : o + n - 1] = responses[i], i
         for row, f in enumerate(fill):
             pos[row, f:] -= f  # a row's unused tail is one more sequence, starting at position 0
         keep = (targets != -100).flatten()
@@ -500,7 +512,8 @@ class DPOTrainer:
     def training_step(self) -> dict:
         """One optimizer step over `gradient_accumulation_steps` micro-batches; returns its metrics."""
         c = self.config
-        self.model.train()
+        if not self.model.training:  # .train() walks every module: not on every step
+            self.model.train()
         idx = self._next_indices(c.batch_size * c.gradient_accumulation_steps)
         sums: dict[str, float] = {}
         for micro in [idx[i : i + c.batch_size] for i in range(0, len(idx), c.batch_size)]:
