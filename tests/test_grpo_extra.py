@@ -48,7 +48,9 @@ def two_pass_step(policy, tok, cfg: GRPOConfig, reference=None):
             new.token_logps, roll.ref_logprobs, mask, cfg.kl_estimator
         )
     loss = aggregate(per_token, mask, cfg.aggregation, cfg.max_new_tokens)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=False
+    )
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
