@@ -65,6 +65,8 @@ class RewardModel(nn.Module):
     def from_pretrained(cls, path: str | Path, **kwargs) -> RewardModel:
         """Load a reward-model directory, or start one from a causal-LM checkpoint (head set to zero)."""
         tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token  # e.g. GPT-2; rewards are read by mask, not by pad id
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # a fresh head is expected here, not worth a load report
         bars = hf_logging.is_progress_bar_enabled()
