@@ -7,7 +7,7 @@ and the Python API can never disagree about a name, a default or what a setting 
 | field type | option |
 |---|---|
 | `int`, `float`, `str` | `--name VALUE` |
-| `bool` | `--name` / `--no-name` |
+| `bool` (or `bool | None`) | `--name` / `--no-name` (None when neither is given) |
 | `X | None` | `--name VALUE`, or `--name none` for None |
 | `tuple[X, X]`, `tuple[X, ...]`, `list[X]` | `--name V1 V2` (a fixed or any number of values) |
 | `Literal["a", "b"]`, or a field given choices | `--name {a,b}` |
@@ -163,7 +163,7 @@ def add_config_arguments(
                 kwargs["metavar"] = "{" + ",".join(kwargs["choices"]) + "}"
             else:
                 kwargs["metavar"] = tp.__name__.upper()
-        if optional and kind:
+        if optional and kind and tp is not bool:  # an optional flag stays None unless given
             kind += " or none"
         text = helps.get(f.name, "")
         kwargs["help"] = f"{text} [{kind}; default: {_describe(default)}]".strip().replace("%", "%%")
