@@ -2,29 +2,59 @@
 
 1. `check_where_taught(answers)`: for each method in `WHERE_QUESTIONS`, the number of a chapter teaching it.
 2. `check_chapters_for_section(fn)`: fn(survey_map, section_id) -> sorted chapter numbers teaching it.
+3. `check_route(fn)`: fn(survey_map, methods) -> the sorted chapters of a route that covers a list of methods:
+   for each method the first (lowest-numbered) chapter teaching it.
 
 The reference answers are computed from `rlsurvey/assets/survey_map.json`, so they follow the data.
 """
 
 from __future__ import annotations
 
-from rlsurvey.exercises import ExerciseError, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, call_safely, passed
 from rlsurvey.survey import SurveyMap, load_survey_map
 
 __all__ = [
+    "EXERCISES",
+    "ROUTE_GOALS",
     "WHERE_QUESTIONS",
+    "check_route",
+    "reference_route",
+    "reference_where_taught",
     "check_where_taught",
     "check_chapters_for_section",
     "reference_chapters_for_section",
 ]
 
 WHERE_QUESTIONS = ("RLOO (Back to Basics)", "KTO", "RewardBench", "UCB1")
+ROUTE_GOALS = (  # method lists the route check asks about; each name is on the map
+    ("InstructGPT", "DPO"),
+    ("GRPO (DeepSeekMath)",),
+    ("UCB1", "GAE", "PPO", "Safe RLHF", "RewardBench"),
+    ("DPO", "KTO", "SLiC-HF", "DPO"),
+)
 
 
 def _chapters_teaching(survey: SurveyMap, method: str) -> set[int]:
     return {
         c for s in survey.sections for p in s.parts for m in p.methods if m.name == method for c in p.chapters
     }
+
+
+def reference_where_taught() -> dict[str, int]:
+    """The lowest-numbered chapter teaching each method of WHERE_QUESTIONS, read off the map."""
+    survey = load_survey_map()
+    return {m: min(_chapters_teaching(survey, m)) for m in WHERE_QUESTIONS}
+
+
+def reference_route(survey: SurveyMap, methods) -> list[int]:
+    """For each method the lowest-numbered chapter teaching it; the chapters sorted, without repeats."""
+    route = set()
+    for method in methods:
+        chapters = _chapters_teaching(survey, method)
+        if not chapters:
+            raise KeyError(f"no chapter teaches {method!r}")
+        route.add(min(chapters))
+    return sorted(route)
 
 
 def reference_chapters_for_section(survey: SurveyMap, section_id: str) -> list[int]:
@@ -68,3 +98,45 @@ def check_chapters_for_section(fn) -> bool:
                 "several parts, each with its own chapters; collect them all, drop repeats, sort."
             )
     return passed(name)
+
+
+def check_route(fn) -> bool:
+    """fn(survey_map: SurveyMap, methods: list[str]) -> sorted chapter numbers, one per method (its
+    lowest-numbered chapter), without repeats."""
+    name = "a route through the course"
+    survey = load_survey_map()
+    for methods in ROUTE_GOALS:
+        got = call_safely(name, fn, survey, list(methods))
+        expected = reference_route(survey, methods)
+        if not isinstance(got, (list, tuple)) or list(got) != expected:
+            raise ExerciseError(
+                f"{name}: for {list(methods)} expected {expected}, got {got!r}. Hint: a method can be taught "
+                "in several parts and chapters; keep the smallest chapter number of each, then drop repeats "
+                "and sort."
+            )
+    return passed(name)
+
+
+def _unfinished_chapters_for_section(survey_map, section_id):
+    section = next(s for s in survey_map.sections if s.id == section_id)
+    return list(section.parts[0].chapters)  # only the first part
+
+
+def _unfinished_route(survey_map, methods):
+    return sorted(
+        c
+        for m in methods
+        for s in survey_map.sections
+        for p in s.parts
+        if m in [x.name for x in p.methods]
+        for c in p.chapters
+    )  # every chapter, with repeats
+
+
+EXERCISES = (
+    Exercise(1, "Reading the map", check_where_taught, reference_where_taught,
+             {m: 13 for m in WHERE_QUESTIONS}, value=True),
+    Exercise(2, "Querying the data", check_chapters_for_section, reference_chapters_for_section,
+             _unfinished_chapters_for_section),
+    Exercise(3, "Plan your route", check_route, reference_route, _unfinished_route, kind="open"),
+)  # fmt: skip

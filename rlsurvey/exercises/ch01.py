@@ -6,6 +6,8 @@
 4. `check_bellman_backup(fn)`: fn(P, R, V, gamma) -> T*V, one sweep of value iteration.
 5. `check_advantage(fn)`: fn(P, R, policy, gamma) -> A^pi = Q^pi - V^pi.
 6. `check_ucb_index(fn)`: fn(values, counts, t, c) -> the UCB1 index of every arm.
+7. `check_wall_value(fn)`: fn(step_reward, gamma) -> the value of a policy that bumps into a wall forever,
+   sum_k gamma^k r = r / (1 - gamma), and for gamma = 1: 0 when r = 0, -inf when r < 0.
 
 Each check runs the reader's answer on inputs it has not seen and compares with the reference solution in
 this module (built on `rlsurvey.rl.dp` and `rlsurvey.rl.bandits`).
@@ -15,10 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 from rlsurvey.rl import bandits, dp
 
 __all__ = [
+    "EXERCISES",
+    "check_wall_value",
+    "reference_bellman_backup",
+    "reference_q_from_v",
+    "reference_return_by_hand",
+    "reference_ucb_index",
+    "reference_wall_value",
     "RETURN_REWARDS",
     "RETURN_GAMMA",
     "check_return_by_hand",
@@ -42,6 +51,35 @@ def reference_discounted_returns(rewards, gamma: float) -> np.ndarray:
         g = rewards[t] + gamma * g
         out[t] = g
     return out
+
+
+def reference_return_by_hand() -> float:
+    """G_0 of RETURN_REWARDS: r_1 + gamma r_2 + gamma^2 r_3 + ..."""
+    return sum(RETURN_GAMMA**k * r for k, r in enumerate(RETURN_REWARDS))
+
+
+def reference_q_from_v(P, R, V, gamma: float) -> np.ndarray:
+    """Q(s, a) = R(s, a) + gamma sum_s' P(s' | s, a) V(s') (S&B eq. 3.13 for a known model)."""
+    return R + gamma * np.einsum("sat,t->sa", P, V)
+
+
+def reference_bellman_backup(P, R, V, gamma: float) -> np.ndarray:
+    """(T* V)(s) = max_a Q(s, a), Q from one step of look-ahead (S&B eq. 4.10)."""
+    return reference_q_from_v(P, R, V, gamma).max(axis=1)
+
+
+def reference_ucb_index(values, counts, t: int, c: float) -> np.ndarray:
+    """U_a = Q_a + c sqrt(ln t / N_a), +inf for arms never pulled (Auer et al., 2002)."""
+    counts = np.asarray(counts)
+    bonus = c * np.sqrt(np.log(t) / np.maximum(counts, 1))
+    return np.where(counts == 0, np.inf, np.asarray(values, dtype=float) + bonus)
+
+
+def reference_wall_value(step_reward: float, gamma: float) -> float:
+    """V = sum_{k>=0} gamma^k r: r / (1 - gamma) for gamma < 1; with gamma = 1 it diverges unless r = 0."""
+    if gamma < 1.0:
+        return step_reward / (1.0 - gamma)
+    return 0.0 if step_reward == 0 else float(np.sign(step_reward)) * np.inf
 
 
 def reference_advantage(P, R, policy, gamma: float) -> np.ndarray:
@@ -147,3 +185,52 @@ def check_ucb_index(fn) -> bool:
         hint = "U_a = Q_a + c * sqrt(ln t / N_a), with the natural log."
         assert_close(name, got[finite] if got.shape == expected.shape else got, expected[finite], hint=hint)
     return passed(name)
+
+
+def check_wall_value(fn) -> bool:
+    """fn(step_reward, gamma) -> the value of a policy that never terminates, earning step_reward a step."""
+    name = "value of bumping into a wall"
+    hint = (
+        "the rewards r, r, r, ... discounted: sum_k gamma^k r = r / (1 - gamma) for gamma < 1. With gamma "
+        "= 1 the sum is 0 when r = 0 and -inf when r < 0: why dp.solve_linear asks for proper termination."
+    )
+    for r, gamma in [
+        (-1.0, 0.9),
+        (-0.04, 0.99),
+        (2.0, 0.5),
+        (0.0, 0.9),
+        (-1.0, 0.0),
+        (0.0, 1.0),
+        (-0.5, 1.0),
+    ]:
+        got = call_safely(name, fn, r, gamma)
+        if not isinstance(got, (int, float, np.floating)) or isinstance(got, bool):
+            raise ExerciseError(
+                f"{name}: expected a number (float('-inf') allowed), got {got!r}. Hint: {hint}"
+            )
+        want = reference_wall_value(r, gamma)
+        if np.isinf(want) or np.isinf(got):
+            if got != want:
+                raise ExerciseError(
+                    f"{name}: for r={r}, gamma={gamma} expected {want}, got {got}. Hint: {hint}"
+                )
+            continue
+        assert_close(f"{name} (r={r}, gamma={gamma})", got, want, hint=hint)
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "A return by hand", check_return_by_hand, reference_return_by_hand, sum(RETURN_REWARDS),
+             value=True),
+    Exercise(2, "All returns of an episode", check_discounted_returns, reference_discounted_returns,
+             lambda rewards, gamma: np.cumsum(rewards[::-1])[::-1]),
+    Exercise(3, "q_from_v", check_q_from_v, reference_q_from_v, lambda P, R, V, gamma: R),
+    Exercise(4, "The Bellman optimality backup", check_bellman_backup, reference_bellman_backup,
+             lambda P, R, V, gamma: (R + gamma * P @ V).mean(axis=1)),
+    Exercise(5, "Advantages", check_advantage, reference_advantage,
+             lambda P, R, pi, gamma: dp.q_from_v(P, R, dp.solve_linear(P, R, pi, gamma), gamma)),
+    Exercise(6, "The UCB index", check_ucb_index, reference_ucb_index,
+             lambda v, n, t, c: v + c * np.sqrt(np.log(t) / np.maximum(n, 1))),
+    Exercise(7, "A policy that never ends", check_wall_value, reference_wall_value,
+             lambda r, gamma: r / (1 - gamma) if gamma < 1 else r, kind="open"),
+)  # fmt: skip

@@ -5,16 +5,25 @@ baseline, and GAE. Papers: GAE, arXiv 1506.02438; survey arXiv 2412.10400, secti
 2. `check_reinforce_loss(fn)`: fn(logp [S], rtg [S], baseline [S], num_episodes) -> scalar surrogate whose
    gradient is the REINFORCE estimate; no gradient may reach the baseline.
 3. `check_gae(fn)`: fn(rewards [T], values [T], dones [T], bootstrap_value, gamma, lam) -> advantages [T].
+4. `check_predictions(answers)`: {"variance_divisor": by how much the gradient variance of section 3 is
+   divided when a batch holds `VAR_EPISODES_AFTER` episodes instead of `VAR_EPISODES_BEFORE`,
+   "best_lambda": the GAE lambda of section 6's grid with the smallest error once the critic is exact}.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 from rlsurvey.rl.returns import gae_advantages_reference
 
 __all__ = [
+    "EXERCISES",
+    "LAMBDAS",
+    "VAR_EPISODES_AFTER",
+    "VAR_EPISODES_BEFORE",
+    "check_predictions",
+    "reference_predictions",
     "check_gae",
     "check_reinforce_loss",
     "check_reward_to_go",
@@ -22,6 +31,17 @@ __all__ = [
     "reference_reinforce_loss",
     "reference_reward_to_go",
 ]
+
+
+VAR_EPISODES_BEFORE, VAR_EPISODES_AFTER = 4, 16  # episodes per batch in section 3, before and after
+LAMBDAS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0)  # section 6's grid
+
+
+def reference_predictions() -> dict:
+    """The batch gradient averages independent episodes, so its variance goes as 1 / episodes. With an exact
+    critic every lambda-return is unbiased, and its variance sum_k (gamma lam)^(2k) Var(delta_(t+k)) grows
+    with lambda (the TD errors are uncorrelated), so the smallest lambda wins."""
+    return {"variance_divisor": VAR_EPISODES_AFTER / VAR_EPISODES_BEFORE, "best_lambda": min(LAMBDAS)}
 
 
 def reference_reward_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -100,3 +120,39 @@ def check_gae(fn) -> bool:
         got = call_safely(name, fn, rewards.clone(), values.clone(), dones.clone(), boot, gamma, lam)
         assert_close(name, got, reference_gae(rewards, values, dones, boot, gamma, lam), hint=hint)
     return passed(name)
+
+
+def check_predictions(answers) -> bool:
+    """answers: {"variance_divisor": number, "best_lambda": one of LAMBDAS}."""
+    name = "predictions"
+    if not isinstance(answers, dict) or set(answers) != {"variance_divisor", "best_lambda"}:
+        raise ExerciseError(
+            f"{name}: expected a dict with the keys 'variance_divisor' and 'best_lambda', got {answers!r}. "
+            "Hint: fill in both predictions before running the experiments."
+        )
+    want = reference_predictions()
+    for key, hint in [
+        ("variance_divisor", "a batch's gradient is a mean of independent per-episode terms: "
+         "Var(mean of M) = "
+         "Var(one) / M, so compare the two values of M."),
+        ("best_lambda", "with an exact critic no lambda has bias; what is left is variance, and each extra "
+         "step of the lambda-return adds the variance of one more TD error."),
+    ]:  # fmt: skip
+        try:
+            value = float(answers[key])
+        except (TypeError, ValueError) as exc:
+            raise ExerciseError(f"{name}: {key} must be a number, got {answers[key]!r}") from exc
+        assert_close(f"{name} ({key})", value, want[key], hint=hint)
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "Reward-to-go", check_reward_to_go, reference_reward_to_go,
+             lambda r, g: r.flip(0).cumsum(0).flip(0)),
+    Exercise(2, "The REINFORCE surrogate with a baseline", check_reinforce_loss, reference_reinforce_loss,
+             lambda logp, rtg, b, m: -(logp * (rtg - b)).sum() / m),
+    Exercise(3, "GAE", check_gae, reference_gae,
+             lambda r, v, d, boot, g, lam: r + g * torch.cat([v[1:], torch.tensor([boot]).to(v)]) - v),
+    Exercise(4, "Predict, then measure", check_predictions, reference_predictions,
+             {"variance_divisor": 0.25, "best_lambda": 1.0}, value=True, kind="open"),
+)  # fmt: skip

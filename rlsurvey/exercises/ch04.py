@@ -4,15 +4,29 @@
    log-probability of each response: sum_t m_t log softmax(logits_t)[y_t].
 2. `check_kl_k3(fn)`: fn(logp, ref_logp) -> Schulman's k3 per token, (r - 1) - log r with r = exp(ref - logp).
 3. `check_entropy(fn)`: fn(logits [..., V], temperature) -> [...], the entropy of softmax(logits / T).
+4. `check_tilt_kl(fn)`: fn(mass, b) -> KL(q || p) of one step, where q tilts p by adding b to the logits of a
+   set of tokens that p gives probability `mass`: the KL depends on that mass and b only.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 
-__all__ = ["check_sequence_logprob", "check_kl_k3", "check_entropy"]
+__all__ = [
+    "EXERCISES",
+    "check_sequence_logprob",
+    "check_kl_k3",
+    "check_entropy",
+    "check_tilt_kl",
+    "reference_entropy",
+    "reference_kl_k3",
+    "reference_sequence_logprob",
+    "reference_tilt_kl",
+]
 
 
 def _inputs(seed: int = 0):
@@ -75,3 +89,51 @@ def check_entropy(fn) -> bool:
         hint = "H = -sum_v p_v log p_v with p = softmax(logits / temperature); divide by T before the softmax"
         assert_close(f"{name} (T={t})", got, reference_entropy(logits, t), hint, atol=1e-4)
     return passed(name)
+
+
+def reference_tilt_kl(mass: float, b: float) -> float:
+    """KL(q || p) with q(v) = p(v) e^(b 1[v in S]) / Z, Z = 1 - m + m e^b, m = p(S):
+    KL = b q(S) - log Z, with q(S) = m e^b / Z (computed in logs so a large b cannot overflow)."""
+    if not 0 < mass < 1:
+        return 0.0  # the tilt rescales every token alike: q = p
+    hi, lo = max(math.log1p(-mass), math.log(mass) + b), min(math.log1p(-mass), math.log(mass) + b)
+    log_z = hi + math.log1p(math.exp(lo - hi))  # log(1 - m + m e^b) without overflow
+    q_set = math.exp(math.log(mass) + b - log_z)
+    return b * q_set - log_z
+
+
+def check_tilt_kl(fn) -> bool:
+    """fn(mass, b) -> KL(q || p) in nats, one step of the tilted policy of section 5."""
+    name = "KL of a tilt"
+    hint = (
+        "q = p e^(b 1_S) / Z with Z = sum_v p(v) e^(b 1_S(v)) = 1 - m + m e^b; KL(q || p) = E_q[log q/p] = "
+        "b q(S) - log Z, q(S) = m e^b / Z. Only the mass m of the tilted set enters."
+    )
+    for mass, b in [(0.1, 1.0), (0.1, 4.0), (0.3, 4.0), (0.02, 8.0), (0.5, -2.0), (0.05, 16.0), (0.9, 0.5)]:
+        got = call_safely(name, fn, mass, b)
+        try:
+            got = float(got)
+        except (TypeError, ValueError) as exc:
+            raise ExerciseError(f"{name}: expected a number, got {type(got).__name__}. Hint: {hint}") from exc
+        assert_close(f"{name} (mass={mass}, b={b})", got, reference_tilt_kl(mass, b), hint, atol=1e-6)
+    return passed(name)
+
+
+def _unfinished_sequence_logprob(logits, response_ids, mask):
+    logp = torch.log_softmax(logits, dim=-1)
+    return logp.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1).sum(-1)  # forgets the mask
+
+
+def _unfinished_entropy(logits, temperature):
+    p = torch.softmax(logits, dim=-1)  # ignores the temperature
+    return -(p * p.log()).sum(-1)
+
+
+EXERCISES = (
+    Exercise(1, "The log-probability of a response", check_sequence_logprob, reference_sequence_logprob,
+             _unfinished_sequence_logprob),
+    Exercise(2, "Schulman's k3", check_kl_k3, reference_kl_k3, lambda logp, ref_logp: logp - ref_logp),
+    Exercise(3, "Entropy at a temperature", check_entropy, reference_entropy, _unfinished_entropy),
+    Exercise(4, "The KL of a tilt", check_tilt_kl, reference_tilt_kl,
+             lambda mass, b: b * mass, kind="open"),
+)  # fmt: skip

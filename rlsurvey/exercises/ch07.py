@@ -9,20 +9,30 @@
 4. `check_best_of_n_kl(fn)`: fn(n) -> the KL of best-of-n to its sampler, log n − (n − 1)/n.
 5. `check_leave_one_out(fn)`: fn(rewards [P·k], k) -> RLOO advantages, each reward minus the mean of the
    other k − 1 rewards of its prompt.
+6. `check_adaptive_kl(fn)`: fn(beta, kl, target, horizon, n_steps) -> the next β of Ziegler et al.'s adaptive
+   controller (arXiv 1909.08593): β (1 + clip((kl − target) / target, −0.2, 0.2) · n_steps / horizon).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from rlsurvey.algos.advantages import leave_one_out_advantages
 from rlsurvey.algos.best_of_n import best_of_n_kl
-from rlsurvey.algos.kl_control import shape_rewards
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.algos.kl_control import AdaptiveKLController, shape_rewards
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 from rlsurvey.kernels import gae_reference
 from rlsurvey.rl.ppo import clipped_value_loss
 
 __all__ = [
+    "EXERCISES",
+    "check_adaptive_kl",
+    "reference_adaptive_kl",
+    "reference_best_of_n_kl",
+    "reference_clipped_value_loss",
+    "reference_leave_one_out",
     "check_best_of_n_kl",
     "check_clipped_value_loss",
     "check_gae",
@@ -120,3 +130,60 @@ def check_leave_one_out(fn) -> bool:
         )
         assert_close(name, got, leave_one_out_advantages(r, k), hint, atol=1e-9)
     return passed(name)
+
+
+def reference_clipped_value_loss(values, old_values, returns, clip: float) -> torch.Tensor:
+    """0.5 · mean max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²)."""
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    return 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def reference_best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || sampler) = log n − (n − 1) / n (Stiennon et al., arXiv 2009.01325)."""
+    return math.log(n) - (n - 1) / n
+
+
+def reference_leave_one_out(rewards, k: int) -> torch.Tensor:
+    """r_i − (sum of its group − r_i) / (k − 1), groups of k consecutive rewards."""
+    r = torch.as_tensor(rewards, dtype=torch.float64).view(-1, k)
+    return (r - (r.sum(1, keepdim=True) - r) / (k - 1)).flatten()
+
+
+def reference_adaptive_kl(beta: float, kl: float, target: float, horizon: int, n_steps: int) -> float:
+    """One update of the adaptive KL controller: the error is relative to the target and clipped to ±0.2."""
+    error = min(max((kl - target) / target, -0.2), 0.2)
+    return beta * (1 + error * n_steps / horizon)
+
+
+def check_adaptive_kl(fn) -> bool:
+    name = "adaptive KL coefficient"
+    hint = (
+        "error = clip((kl - target) / target, -0.2, 0.2); beta_new = beta * (1 + error * n_steps / horizon). "
+        "Too much KL raises beta, too little lowers it, and never by more than 20% of n_steps / horizon."
+    )
+    for beta, kl, target, horizon, n_steps in [
+        (0.1, 6.0, 2.0, 10_000, 256),  # far above the target: the clip binds
+        (0.1, 2.2, 2.0, 10_000, 256),
+        (0.05, 0.5, 2.0, 1_000, 64),  # far below
+        (0.2, 1.9, 2.0, 100, 100),
+        (0.3, 2.0, 2.0, 500, 32),  # on target: unchanged
+    ]:
+        got = _tensor(name, call_safely(name, fn, beta, kl, target, horizon, n_steps), ())
+        want = AdaptiveKLController(value=beta, target=target, horizon=horizon).update(kl, n_steps)
+        assert_close(f"{name} (kl={kl}, target={target})", got, want, hint, atol=1e-12)
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "Per-token KL-shaped rewards", check_shaped_rewards, reference_shaped_rewards,
+             lambda score, lp, ref, beta: -beta * (lp - ref)),
+    Exercise(2, "GAE on one response", check_gae, reference_gae, lambda r, v, gamma, lam: r - v),
+    Exercise(3, "The clipped value loss", check_clipped_value_loss, reference_clipped_value_loss,
+             lambda v, old, ret, clip: 0.5 * ((v - ret) ** 2).mean()),
+    Exercise(4, "The KL of best-of-n", check_best_of_n_kl, reference_best_of_n_kl, lambda n: math.log(n)),
+    Exercise(5, "Leave-one-out advantages", check_leave_one_out, reference_leave_one_out,
+             lambda r, k: (r.view(-1, k) - r.view(-1, k).mean(1, keepdim=True)).flatten()),
+    Exercise(6, "The adaptive KL controller", check_adaptive_kl, reference_adaptive_kl,
+             lambda beta, kl, target, horizon, n: beta * (1 + (kl - target) / target * n / horizon),
+             kind="open"),
+)  # fmt: skip

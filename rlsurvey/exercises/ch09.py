@@ -8,6 +8,10 @@
    ln λ ← ln λ + lr · λ · (mean_cost − limit) (arXiv 2310.12773).
 4. `check_bench_accuracy(fn)`: fn(chosen [N], rejected [N], categories list of N str) -> {category: accuracy},
    where a pair counts as right only when chosen scores strictly higher (RewardBench, arXiv 2403.13787).
+5. `check_bon_curve(fn)`: fn(proxy [P, N], gold [P, N], ns) -> [len(ns)], the best-of-n gold curve: for each n
+   the expected gold reward of best-of-n by the proxy, averaged over the P prompts.
+6. `check_gao_fit(fn)`: fn(kl [K], gain [K]) -> (alpha, beta), the least-squares fit of Gao et al.'s best-of-n
+   form gain = d (alpha − beta d), d = sqrt(KL), with no intercept; its peak is at KL = (alpha / 2 beta)².
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ import torch
 
 from rlsurvey.algos.best_of_n import best_of_n_expectation
 from rlsurvey.algos.safe_rlhf import LagrangeMultiplier
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 
 __all__ = [
+    "EXERCISES",
+    "check_bon_curve",
+    "check_gao_fit",
+    "reference_best_of_n_expectation",
+    "reference_bon_curve",
+    "reference_gao_fit",
+    "reference_lagrange_update",
     "check_bench_accuracy",
     "check_best_of_n_expectation",
     "check_lagrange_update",
@@ -67,6 +78,18 @@ def check_best_of_n_expectation(fn) -> bool:
     return passed(name)
 
 
+def reference_best_of_n_expectation(proxy, gold, n: int) -> float:
+    """Σ_i C(i−1, n−1) / C(N, n) · gold_(i), the samples ranked by proxy ascending (i = 1 ... N)."""
+    order = sorted(range(len(proxy)), key=lambda i: float(proxy[i]))
+    total = math.comb(len(proxy), n)
+    return sum(math.comb(rank, n - 1) / total * float(gold[i]) for rank, i in enumerate(order))
+
+
+def reference_lagrange_update(lam: float, lr: float, mean_cost: float, limit: float) -> float:
+    """ln λ ← ln λ + lr · λ · (mean_cost − limit): a step on the log keeps λ positive."""
+    return math.exp(math.log(lam) + lr * lam * (mean_cost - limit))
+
+
 def check_lagrange_update(fn) -> bool:
     name = "Lagrange multiplier update"
     for lam, lr, cost, limit in [(1.0, 0.1, 0.5, 0.0), (2.0, 0.05, 0.1, 0.3), (0.3, 1.0, 0.0, 0.0)]:
@@ -99,3 +122,76 @@ def check_bench_accuracy(fn) -> bool:
             f"{name} [{c}]", got[c], want[c], "a tie (chosen == rejected) is a wrong answer", atol=1e-9
         )
     return passed(name)
+
+
+def reference_bon_curve(proxy, gold, ns) -> torch.Tensor:
+    """The mean over prompts of `best_of_n_expectation` for each n."""
+    proxy, gold = torch.as_tensor(proxy, dtype=torch.float64), torch.as_tensor(gold, dtype=torch.float64)
+    return torch.stack([best_of_n_expectation(proxy, gold, int(n)).mean() for n in ns])
+
+
+def check_bon_curve(fn) -> bool:
+    name = "best-of-n gold curve"
+    g = torch.Generator().manual_seed(95)
+    hint = (
+        "for each n and each prompt, the expected gold of the proxy's best among a random n of the N samples "
+        "(exercise 2, or rlsurvey.algos.best_of_n.best_of_n_expectation on [P, N]); then the mean over "
+        "prompts"
+    )
+    for p, big_n, ns in [(3, 8, [1, 2, 4, 8]), (10, 16, [1, 3, 16]), (1, 5, [5, 2])]:
+        proxy = torch.randn(p, big_n, generator=g, dtype=torch.float64)
+        gold = (
+            proxy + torch.randn(p, big_n, generator=g, dtype=torch.float64) - 0.3 * proxy**2
+        )  # overoptimized
+        got = call_safely(name, fn, proxy.clone(), gold.clone(), list(ns))
+        try:
+            got = torch.as_tensor(got, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ExerciseError(f"{name}: expected numbers, got {type(got).__name__}. Hint: {hint}") from exc
+        assert_close(f"{name} (ns={ns})", got, reference_bon_curve(proxy, gold, ns), hint, atol=1e-9)
+    return passed(name)
+
+
+def reference_gao_fit(kl, gain) -> tuple[float, float]:
+    """Least squares of gain on the features d and −d², d = sqrt(KL), no intercept (arXiv 2210.10760)."""
+    d = np.sqrt(np.asarray(kl, dtype=np.float64))
+    features = np.stack([d, -(d**2)], axis=1)
+    (alpha, beta), *_ = np.linalg.lstsq(features, np.asarray(gain, dtype=np.float64), rcond=None)
+    return float(alpha), float(beta)
+
+
+def check_gao_fit(fn) -> bool:
+    name = "Gao et al.'s best-of-n fit"
+    rng = np.random.default_rng(96)
+    hint = (
+        "with d = sqrt(kl), gain ≈ alpha d − beta d²: a linear least squares on the two columns [d, −d²] "
+        "(np.linalg.lstsq), with no constant column: at KL = 0 the gain is 0 by definition"
+    )
+    for alpha, beta, k in [(1.0, 0.3, 8), (0.5, 0.05, 12), (2.0, 1.0, 5)]:
+        kl = np.sort(rng.uniform(0.0, 6.0, size=k))
+        kl[0] = 0.0
+        d = np.sqrt(kl)
+        gain = d * (alpha - beta * d) + rng.normal(scale=0.05, size=k)
+        got = call_safely(name, fn, kl.copy(), gain.copy())
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise ExerciseError(f"{name}: return the pair (alpha, beta), got {got!r}. Hint: {hint}")
+        assert_close(name, torch.tensor([float(x) for x in got]), torch.tensor(reference_gao_fit(kl, gain)),
+                     hint, atol=1e-6)  # fmt: skip
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "The pessimistic ensemble reward", check_pessimistic_reward, reference_pessimistic_reward,
+             lambda scores, k: scores.mean(0)),
+    Exercise(2, "The expected gold reward of best-of-n", check_best_of_n_expectation,
+             reference_best_of_n_expectation, lambda proxy, gold, n: float(gold[proxy.argmax()])),
+    Exercise(3, "Safe RLHF's multiplier step", check_lagrange_update, reference_lagrange_update,
+             lambda lam, lr, cost, limit: max(0.0, lam + lr * (cost - limit))),
+    Exercise(4, "RewardBench-style accuracy per category", check_bench_accuracy, reference_bench_accuracy,
+             lambda c, r, cats: {x: float(np.mean(c >= r)) for x in set(cats)}),
+    Exercise(5, "The best-of-n curve of any proxy", check_bon_curve, reference_bon_curve,
+             lambda proxy, gold, ns: [float(gold.gather(1, proxy.argmax(1, keepdim=True)).mean())] * len(ns),
+             kind="open"),
+    Exercise(6, "Where does best-of-n peak?", check_gao_fit, reference_gao_fit,
+             lambda kl, gain: tuple(np.polyfit(kl, gain, 2)[1::-1]), kind="open"),
+)  # fmt: skip

@@ -8,16 +8,23 @@
    loss −log σ(β Δ) over the batch (DPO eq. 7).
 4. `check_dpo_gradient_weight(fn)`: the same arguments -> [B], the weight σ(−β Δ) that scales each pair's
    gradient (DPO section 4): large when the implicit reward orders the pair wrongly.
+5. `check_margin_for_loss(fn)`: fn(loss, beta) -> the log-ratio margin Δ at which one pair's DPO loss
+   −log σ(β Δ) equals `loss`: Δ = −log(e^loss − 1) / β, so a fixed loss allows a drift that grows as 1/β.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlsurvey.algos.dpo import preference_loss
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 
 __all__ = [
+    "EXERCISES",
+    "check_margin_for_loss",
+    "reference_margin_for_loss",
     "check_optimal_policy",
     "check_implicit_reward",
     "check_dpo_loss",
@@ -105,3 +112,39 @@ def check_dpo_gradient_weight(fn) -> bool:
         hint = "d loss / d Δ = −β σ(−β Δ): the weight is σ(−β Δ) = σ(r̂_l − r̂_w), the chance of a wrong order"
         assert_close(name, got, reference_dpo_gradient_weight(pc, pr, rc, rr, beta), hint)
     return passed(name)
+
+
+def reference_margin_for_loss(loss: float, beta: float) -> float:
+    """Invert −log σ(β Δ) = loss: σ(β Δ) = e^(−loss), so β Δ = −log(e^loss − 1)."""
+    return -math.log(math.expm1(loss)) / beta
+
+
+def check_margin_for_loss(fn) -> bool:
+    name = "margin for a given loss"
+    hint = (
+        "solve −log σ(β Δ) = loss: σ(β Δ) = e^(−loss) gives β Δ = log(e^(−loss) / (1 − e^(−loss))) "
+        "= −log(e^loss − 1); then divide by β (math.expm1 keeps small losses accurate)"
+    )
+    for loss, beta in [(0.3, 0.5), (0.3, 0.05), (0.6931471805599453, 1.0), (0.05, 0.1), (1.5, 2.0)]:
+        got = call_safely(name, fn, loss, beta)
+        try:
+            got = float(got)
+        except (TypeError, ValueError) as exc:
+            raise ExerciseError(f"{name}: expected a number, got {type(got).__name__}. Hint: {hint}") from exc
+        want = reference_margin_for_loss(loss, beta)
+        assert_close(f"{name} (loss={loss:.3g}, beta={beta})", got, want, hint, atol=1e-6)
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "The optimal KL-regularized policy", check_optimal_policy, reference_optimal_policy,
+             lambda ref, r, beta: ref * torch.exp(r / beta)),
+    Exercise(2, "The implicit reward", check_implicit_reward, reference_implicit_reward,
+             lambda policy_logps, ref_logps, beta: policy_logps - ref_logps),
+    Exercise(3, "The DPO loss", check_dpo_loss, reference_dpo_loss,
+             lambda pc, pr, rc, rr, beta: -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean()),
+    Exercise(4, "DPO's gradient weight", check_dpo_gradient_weight, reference_dpo_gradient_weight,
+             lambda pc, pr, rc, rr, beta: torch.sigmoid(beta * ((pc - rc) - (pr - rr)))),
+    Exercise(5, "What a loss allows at a given beta", check_margin_for_loss, reference_margin_for_loss,
+             lambda loss, beta: -math.log(math.expm1(loss)), kind="open"),
+)  # fmt: skip

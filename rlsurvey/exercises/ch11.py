@@ -8,6 +8,8 @@
    −(1 − ε) log σ(β Δ) − ε log σ(−β Δ): DPO that expects a fraction ε of flipped labels.
 4. `check_npo_loss(fn)`: fn(policy_logps, ref_logps, beta) -> NPO's mean loss −(2/β) log σ(−β (log π −
    log π_ref)) on answers to forget (arXiv 2404.05868 eq. 3).
+5. `check_push(fn)`: fn(delta [N], beta) -> {"sigmoid": [N], "hinge": [N], "ipo": [N]}, each loss's push
+   −dℓ/dΔ on a pair as a function of its margin Δ (IPO with unit lengths): where it fades, stops or reverses.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import torch
 
 from rlsurvey.algos.dpo import preference_loss
 from rlsurvey.algos.kto import npo_loss
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 
 __all__ = [
+    "EXERCISES",
+    "check_push",
+    "reference_push",
     "check_ipo_loss",
     "check_simpo_loss",
     "check_cdpo_loss",
@@ -101,3 +106,47 @@ def check_npo_loss(fn) -> bool:
         hint = "DPO with only a rejected answer: −(2/β) log σ(−β (log π − log π_ref)), averaged"
         assert_close(name, got, reference_npo_loss(pc, rc, beta), hint)
     return passed(name)
+
+
+def reference_push(delta, beta: float) -> dict[str, torch.Tensor]:
+    """−dℓ/dΔ per pair: DPO β σ(−β Δ) fades but never stops; SLiC's hinge max(0, 1 − β Δ) pushes β until
+    β Δ = 1, then 0; IPO's (Δ − 1/(2β))² pushes 2 (1/(2β) − Δ), negative past its target."""
+    d = torch.as_tensor(delta, dtype=torch.float64)
+    return {
+        "sigmoid": beta * torch.sigmoid(-beta * d),
+        "hinge": beta * (beta * d < 1).double(),
+        "ipo": 2 * (1 / (2 * beta) - d),
+    }
+
+
+def check_push(fn) -> bool:
+    name = "the push of each loss"
+    hint = (
+        "differentiate each per-pair loss with respect to Δ and flip the sign: −log σ(βΔ) gives β σ(−βΔ); "
+        "max(0, 1 − βΔ) gives β below the margin 1/β and 0 above; (Δ − 1/(2β))² gives 2 (1/(2β) − Δ)"
+    )
+    g = torch.Generator().manual_seed(25)
+    for beta in (0.1, 0.5, 2.0):
+        delta = torch.randn(20, generator=g, dtype=torch.float64) * 3 / beta
+        got = call_safely(name, fn, delta.clone(), beta)
+        want = reference_push(delta, beta)
+        if not isinstance(got, dict) or set(got) != set(want):
+            raise ExerciseError(
+                f"{name}: return a dict with the keys {sorted(want)}, got {got!r}. Hint: {hint}"
+            )
+        for key in want:
+            assert_close(f"{name} [{key}, beta={beta}]", got[key], want[key], hint, atol=1e-9)
+    return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "IPO with per-token means", check_ipo_loss, reference_ipo_loss,
+             lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) - (pr - rr) - 1 / (2 * b)) ** 2).mean()),
+    Exercise(2, "SimPO", check_simpo_loss, reference_simpo_loss,
+             lambda pc, pr, lc, lr, b, g: -torch.nn.functional.logsigmoid(b * pc - b * pr - g).mean()),
+    Exercise(3, "Conservative DPO", check_cdpo_loss, reference_cdpo_loss,
+             lambda pc, pr, rc, rr, b, eps: preference_loss(pc, pr, rc, rr, "sigmoid", b)[0]),
+    Exercise(4, "NPO", check_npo_loss, reference_npo_loss, lambda p, r, b: p.mean()),
+    Exercise(5, "Which push never fades?", check_push, reference_push,
+             lambda d, b: {k: b * torch.sigmoid(-b * d) for k in ("sigmoid", "hinge", "ipo")}, kind="open"),
+)  # fmt: skip

@@ -20,10 +20,16 @@ import torch
 
 from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
 from rlsurvey.algos.policy_loss import aggregate
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 from rlsurvey.rewards.verifiable import pass_at_k
 
 __all__ = [
+    "EXERCISES",
+    "reference_baseline_shrink",
+    "reference_constant_aggregation",
+    "reference_group_advantages",
+    "reference_leave_one_out",
+    "reference_pass_at_k",
     "SHRINK_G",
     "check_group_advantages",
     "check_leave_one_out",
@@ -33,6 +39,33 @@ __all__ = [
 ]
 
 SHRINK_G = 4  # the group size of exercise 5
+
+
+def reference_group_advantages(rewards, G: int) -> torch.Tensor:
+    """(r − group mean) / (group sample std + 1e-4), groups of G consecutive rewards (arXiv 2402.03300)."""
+    rows = torch.as_tensor(rewards, dtype=torch.float64).view(-1, G)
+    return ((rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + 1e-4)).flatten()
+
+
+def reference_leave_one_out(rewards, G: int) -> torch.Tensor:
+    """r_i − (group sum − r_i) / (G − 1) (RLOO, arXiv 2402.14740)."""
+    rows = torch.as_tensor(rewards, dtype=torch.float64).view(-1, G)
+    return (rows - (rows.sum(1, keepdim=True) - rows) / (G - 1)).flatten()
+
+
+def reference_constant_aggregation(per_token, mask, max_tokens: int) -> torch.Tensor:
+    """Σ over all unmasked tokens / (B · L) (Dr. GRPO, arXiv 2503.20783)."""
+    return (per_token * mask).sum() / (per_token.shape[0] * max_tokens)
+
+
+def reference_pass_at_k(n: int, c: int, k: int) -> float:
+    """1 − C(n − c, k) / C(n, k) (arXiv 2107.03374); math.comb is 0 when n − c < k."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def reference_baseline_shrink() -> float:
+    """The group mean holds r_i with weight 1/G; the other terms vanish in expectation: (G − 1) / G."""
+    return (SHRINK_G - 1) / SHRINK_G
 
 
 def _as_tensor(name: str, got) -> torch.Tensor:
@@ -115,3 +148,15 @@ def check_baseline_shrink(value) -> bool:
     )
     assert_close(name, value, (SHRINK_G - 1) / SHRINK_G, hint=hint)
     return passed(name)
+
+
+EXERCISES = (
+    Exercise(1, "GRPO's advantage", check_group_advantages, reference_group_advantages,
+             lambda r, G: (r.view(-1, G) - r.view(-1, G).mean(1, keepdim=True)).flatten()),
+    Exercise(2, "RLOO's advantage", check_leave_one_out, reference_leave_one_out,
+             lambda r, G: (r.view(-1, G) - r.view(-1, G).mean(1, keepdim=True)).flatten()),
+    Exercise(3, "Dr. GRPO's aggregation", check_constant_aggregation, reference_constant_aggregation,
+             lambda per_token, mask, L: (per_token * mask).sum() / mask.sum()),
+    Exercise(4, "pass@k", check_pass_at_k, reference_pass_at_k, lambda n, c, k: 1 - (1 - c / n) ** k),
+    Exercise(5, "The group mean's shrink", check_baseline_shrink, reference_baseline_shrink, 1.0, value=True),
+)  # fmt: skip

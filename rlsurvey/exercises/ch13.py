@@ -8,6 +8,9 @@ and masked GAE. Papers: online softmax, arXiv 1805.02867; GAE, arXiv 1506.02438;
    on the run time, in seconds.
 4. `check_masked_gae(fn)`: fn(rewards [B, T], values [B, T], mask [B, T] bool, gamma, lam) -> advantages,
    skipping masked positions as rlsurvey.kernels.gae does.
+5. `check_chunk_size(fn)`: fn(H, V, peak_flops, peak_bandwidth) -> the smallest chunk of C tokens whose logits
+   matmul [C, H] @ [H, V] is compute-bound, counting 2 C H V FLOPs and 2 (C H + H V + C V) bytes (bf16
+   hidden chunk and weight read, the chunk's logits written), as section 1 counts the LM head.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import math
 
 import torch
 
-from rlsurvey.exercises import ExerciseError, assert_close, call_safely, passed
+from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safely, passed
 from rlsurvey.kernels import gae_reference, token_logprobs_naive
 
 __all__ = [
+    "EXERCISES",
+    "check_chunk_size",
+    "reference_chunk_size",
+    "reference_masked_gae",
     "check_logprob_grad",
     "check_masked_gae",
     "check_online_update",
@@ -140,3 +147,73 @@ def check_masked_gae(fn) -> bool:
         )
         assert_close(name, got, expected, hint=hint)
     return passed(name)
+
+
+def reference_masked_gae(rewards, values, mask, gamma: float, lam: float) -> torch.Tensor:
+    """Backwards over t per row; a masked step gets 0 and leaves next_value and the running advantage."""
+    adv = torch.zeros_like(rewards)
+    for i in range(rewards.shape[0]):
+        last, next_value = 0.0, 0.0
+        for t in reversed(range(rewards.shape[1])):
+            if not mask[i, t]:
+                continue
+            delta = rewards[i, t] + gamma * next_value - values[i, t]
+            last = delta + gamma * lam * last
+            next_value = values[i, t]
+            adv[i, t] = last
+    return adv
+
+
+def reference_chunk_size(hidden: int, vocab: int, peak_flops: float, peak_bandwidth: float) -> int:
+    """Intensity 2CHV / 2(CH + HV + CV) reaches the ridge R = peak_flops / peak_bandwidth when
+    C (HV − R (H + V)) >= R H V; the smallest such integer C."""
+    ridge = peak_flops / peak_bandwidth
+    room = hidden * vocab - ridge * (hidden + vocab)
+    if room <= 0:
+        raise ValueError("this matmul stays memory-bound at any chunk size")
+    c = max(1, math.ceil(ridge * hidden * vocab / room))
+    while c > 1 and c - 1 >= ridge * hidden * vocab / room:  # guard the ceiling against rounding
+        c -= 1
+    return c
+
+
+def check_chunk_size(fn) -> bool:
+    """fn(H, V, peak_flops, peak_bandwidth) -> int, the smallest compute-bound chunk size."""
+    name = "compute-bound chunk size"
+    hint = (
+        "a chunk does 2 C H V FLOPs and moves 2 (C H + H V + C V) bytes; it is compute-bound once "
+        "FLOPs / bytes >= peak_flops / peak_bandwidth. Solve C H V >= R (C H + H V + C V) for C and round up."
+    )
+    for hidden, vocab, peak, bw in [
+        (4096, 128256, 989e12, 3.35e12),  # section 1: Llama-3-8B's head on an H100
+        (896, 151936, 989e12, 3.35e12),  # a small model, large vocabulary
+        (4096, 32000, 312e12, 2.0e12),  # an A100's peaks
+    ]:
+        got = call_safely(name, fn, hidden, vocab, peak, bw)
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+            raise ExerciseError(f"{name}: return a whole number of tokens, got {got!r}. Hint: {hint}")
+        want = reference_chunk_size(hidden, vocab, peak, bw)
+        if int(got) != want:
+            raise ExerciseError(
+                f"{name}: for H={hidden}, V={vocab} expected {want}, got {int(got)}. Hint: {hint}"
+            )
+    return passed(name)
+
+
+def _unfinished_update(m, s, tile):
+    m_new = max(m, tile.max().item())
+    return m_new, s + torch.exp(tile.double() - m_new).sum().item()  # the old sum is not rescaled
+
+
+EXERCISES = (
+    Exercise(1, "One step of the online softmax", check_online_update, reference_online_update,
+             _unfinished_update),
+    Exercise(2, "The log-prob gradient", check_logprob_grad, reference_logprob_grad,
+             lambda logits, targets, t: reference_logprob_grad(logits, targets, t) * t),
+    Exercise(3, "The roofline bound", check_roofline_time, reference_roofline_time,
+             lambda flops, nbytes, peak_flops, bw: flops / peak_flops),
+    Exercise(4, "Masked GAE", check_masked_gae, reference_masked_gae,
+             lambda r, v, m, g, lam: gae_reference(r, v, torch.ones_like(m), g, lam)[0]),
+    Exercise(5, "When does the chunked matmul become compute-bound?", check_chunk_size, reference_chunk_size,
+             lambda hidden, vocab, peak, bw: math.ceil(peak / bw), kind="open"),
+)  # fmt: skip
