@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
 from rlsurvey.algos.policy_loss import AGGREGATIONS, aggregate, clipped_surrogate
 from rlsurvey.algos.rollout import RewardError, RewardFn, collect_rollout, disable_dropout, repeat_prompts
+from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
 from rlsurvey.lm.logprobs import response_logprobs
 
@@ -67,6 +68,7 @@ class GRPOConfig:
     eval_every: int = 10  # call eval_fn every this many steps (and at the start and end)
     checkpoint_dir: str | None = None  # save the policy here at the end and before stopping on a bad reward
     progress: bool = True  # show a progress bar
+    distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
     def validate(self) -> None:
         if self.advantage not in ADVANTAGES:
@@ -151,6 +153,10 @@ def train_grpo(
 
     Metric names follow TRL's GRPO trainer where one exists: reward, reward_std, frac_reward_zero_std,
     completions/mean_length, kl, entropy, clip_ratio, loss.
+
+    Several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`): each
+    process samples the groups of its prompts_per_step / N prompts with its own seed, the gradients are
+    averaged by DDP, metrics are averaged over the processes, and only the main process saves.
     """
     cfg = config or GRPOConfig()
     cfg.validate()
@@ -168,12 +174,22 @@ def train_grpo(
         reference = copy.deepcopy(policy)
     if reference is not None:
         reference.eval().requires_grad_(False)
+    dist = get_distributed(cfg.distributed)
+    world = dist.world_size
+    if cfg.prompts_per_step % world or (cfg.minibatch_size or 0) % world:
+        raise ValueError(
+            f"on {world} processes prompts_per_step and minibatch_size must be multiples of {world}, got "
+            f"{cfg.prompts_per_step} and {cfg.minibatch_size}"
+        )
+    dist.place(policy)
+    dist.place(reference)
     next_prompts = _prompt_sampler(prompts, cfg.seed)
     # foreach: one batched update over all tensors; PyTorch picks it only on CUDA by default, but on a CPU it
     # also beats the per-tensor loop (about 10 ms a step for the shipped models)
     opt = torch.optim.AdamW(
         policy.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True
     )
+    opt = dist.prepare(opt, generates=True, policy=policy)
     gen_seed = random.Random(cfg.seed + 1)
     history: list[dict] = []
 
@@ -193,29 +209,30 @@ def train_grpo(
     bar = tqdm(
         range(1, cfg.steps + 1), desc="GRPO" if cfg.advantage != "rloo" else "RLOO", disable=not cfg.progress
     )
-    n = cfg.prompts_per_step * cfg.group_size
-    mb = cfg.minibatch_size or n
+    n = cfg.prompts_per_step * cfg.group_size // world  # this process's responses
+    mb = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
     # One update per rollout: the update's own forward pass sees the weights that sampled, so it supplies
     # π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's GRPOTrainer).
     single_pass = cfg.epochs == 1 and mb >= n
     temp = cfg.temperature if cfg.temperature > 0 else 1.0
     for step in bar:
-        batch = repeat_prompts(next_prompts(cfg.prompts_per_step), cfg.group_size)
+        batch = repeat_prompts(dist.shard(next_prompts(cfg.prompts_per_step)), cfg.group_size)
+        seed = (gen_seed.randrange(2**31) + 7919 * dist.rank) % 2**31  # each process its own samples
         try:
             roll = collect_rollout(
                 policy, tokenizer, batch, reward_fn, reference,
-                cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, gen_seed.randrange(2**31),
+                cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed,
                 missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
             )  # fmt: skip
         except RewardError:
-            if cfg.checkpoint_dir:
+            if cfg.checkpoint_dir and dist.is_main:
                 _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
             raise
         mask = roll.mask
         g = roll.gen
         first = None
         if single_pass:
-            first = _policy_pass(policy, g, torch.arange(n, device=mask.device), temp, with_entropy=True)
+            first = dist.run(_policy_pass, policy, g, torch.arange(n, device=mask.device), temp, True)
             old_logps, entropy = first[0].detach(), first[1]
         else:
             old_logps, entropy = roll.logprobs, roll.entropy
@@ -232,7 +249,7 @@ def train_grpo(
             order = torch.randperm(n) if mb < n else torch.arange(n)
             for i in range(0, n, mb):
                 idx = order[i : i + mb].to(mask.device)
-                new_logps = first[0] if first is not None else _policy_pass(policy, g, idx, temp)[0]
+                new_logps = first[0] if first is not None else dist.run(_policy_pass, policy, g, idx, temp)[0]
                 per_token, pstats = clipped_surrogate(
                     new_logps, old_logps[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
                 )
@@ -242,8 +259,10 @@ def train_grpo(
                     stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
                 loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                # the mean over all processes' tokens (token_mean) or responses (the other aggregations)
+                count = mask[idx].sum() if cfg.aggregation == "token_mean" else len(idx)
+                dist.backward(loss * dist.share(count) if world > 1 else loss)
+                dist.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                 opt.step()
                 stats["loss"].append(loss.item())
                 stats["clip_ratio"].append(pstats["policy/clipfrac_avg"].item())
@@ -264,13 +283,14 @@ def train_grpo(
         }
         if stats["kl_loss"]:
             row["kl_loss"] = sum(stats["kl_loss"]) / len(stats["kl_loss"])
+        row = dist.mean_metrics(row)
         history.append(row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['completions/mean_length']:.1f}")
         if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             history.append(evaluate(step))
     bar.close()
     policy.eval()
-    if cfg.checkpoint_dir:
+    if cfg.checkpoint_dir and dist.is_main:
         _save(policy, tokenizer, cfg.checkpoint_dir)
         (Path(cfg.checkpoint_dir) / "grpo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return history
