@@ -27,8 +27,10 @@ How a trainer uses it (the recipe every trainer here follows):
 
 Engines: DDP is what runs here by default (and what the tests check, two CPU processes with gloo). FSDP comes
 through Accelerate's own configuration (`accelerate config`, or `--config_file`, see
-examples/accelerate_fsdp.yaml) for the trainers that never sample during training (DPO, reward model); PPO
-and GRPO generate with the whole model outside the training forward, so they refuse FSDP with a clear error.
+examples/accelerate_fsdp.yaml) for the trainers that never sample during training (DPO, reward model):
+with that file set to `use_cpu: true` and `mixed_precision: "no"`, FSDP 2 on two CPU processes gives the
+one-process DPO losses of tests/dist_worker.py to 2e-7. PPO and GRPO generate with the whole model outside
+the training forward, so they refuse FSDP with a clear error.
 DeepSpeed is refused by all four: its engine steps the optimizer inside `backward`, which the trainers'
 explicit clip-then-step loop does not follow.
 """

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
 from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
 from rlsurvey.algos.rollout import disable_dropout
+from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
 from rlsurvey.lm.logprobs import response_logprobs
 
@@ -66,7 +67,7 @@ class DPOConfig:
     beta: float = 0.1  # β: KL strength (SimPO: reward scale; ORPO: weight λ of the odds-ratio term)
     label_smoothing: float = 0.0  # ε, the assumed label-flip rate of cdpo and robust, in [0, 0.5)
     learning_rate: float = 5e-5  # AdamW peak rate (TRL's 1e-6 suits billions of parameters, not tiny models)
-    batch_size: int = 8  # pairs (or unpaired examples) per micro-batch, TRL's per_device_train_batch_size
+    batch_size: int = 8  # pairs (or unpaired examples) per micro-batch, over all processes together
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step: batch = batch_size x this
     max_steps: int | None = None  # optimizer steps; None: num_epochs passes over the data
     num_epochs: float = 1.0  # passes over the data when max_steps is None
@@ -97,6 +98,7 @@ class DPOConfig:
     simpo_gamma: float = 0.5  # SimPO's target reward margin γ
     kto_desirable_weight: float = 1.0  # λ_D of KTO
     kto_undesirable_weight: float = 1.0  # λ_U of KTO
+    distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
     def __post_init__(self):
         if self.loss_type not in ALL_LOSS_TYPES:
@@ -350,6 +352,11 @@ class DPOTrainer:
     tokenizer: the model's, with a pad token. ref_model: the frozen reference (default: the model as it is
     now). eval_dataset: scored by `evaluate()`; its reference log-probs are precomputed with the training
     data's.
+
+    Several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`): the
+    batch sizes stay global; every process scores its slice of each micro-batch, DDP averages the gradients
+    so that a step equals the one-process step, metrics are those of the whole batch, and only the main
+    process saves. β-DPO's margin baseline and KTO's z₀ are batch statistics taken on each process's slice.
     """
 
     def __init__(self, model, tokenizer, train_dataset, config: DPOConfig | None = None, ref_model=None,
@@ -362,6 +369,14 @@ class DPOTrainer:
                 "ref_model must be a separate model (None: a frozen copy of model), got model itself"
             )
         self.model, self.tokenizer, self.config = model, tokenizer, c
+        self.dist = get_distributed(c.distributed)
+        if c.batch_size < self.dist.world_size:
+            raise ValueError(
+                f"batch_size must be at least the number of processes ({self.dist.world_size}), "
+                f"got {c.batch_size}"
+            )
+        self.dist.place(model)
+        self.dist.place(ref_model)
         self.device = next(model.parameters()).device
         if c.disable_dropout:
             disable_dropout(model)
@@ -384,11 +399,12 @@ class DPOTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("model has no trainable parameters (requires_grad is False everywhere)")
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             params, lr=c.learning_rate, betas=c.adam_betas, eps=c.adam_epsilon, weight_decay=c.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )  # fmt: skip
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.optimizer = self.dist.prepare(optimizer, model=model)
         self.step, self.history = 0, []
         self._bdpo_baseline: float | None = None
         self._order, self._cursor, self._epoch = torch.empty(0, dtype=torch.long), 0, 0
@@ -516,18 +532,24 @@ class DPOTrainer:
             self.model.train()
         idx = self._next_indices(c.batch_size * c.gradient_accumulation_steps)
         sums: dict[str, float] = {}
-        for micro in [idx[i : i + c.batch_size] for i in range(0, len(idx), c.batch_size)]:
-            loss, metrics = self.compute_loss(micro)
-            weight = len(micro) / len(idx)  # the mean over the whole batch, whatever the micro-batch sizes
-            (loss * weight).backward()
+        micros = [idx[i : i + c.batch_size] for i in range(0, len(idx), c.batch_size)]
+        for j, micro in enumerate(micros):
+            local = self.dist.shard(micro)  # this process's slice (the whole micro-batch on one process)
+            with self.dist.no_sync(j < len(micros) - 1):  # all-reduce the gradients once, after the last
+                loss, metrics = self.dist.run(self.compute_loss, local)
+                # the mean over the whole batch, whatever the micro-batch sizes; x world size because DDP
+                # averages the processes' gradients where the batch mean needs their sum
+                weight = len(local) / len(idx)
+                self.dist.backward(loss * (weight * self.dist.world_size))
             for k, v in {"loss": loss.detach(), **metrics}.items():
                 if not math.isnan(v := float(v)):
                     sums[k] = sums.get(k, 0.0) + weight * v
             if c.loss_type == "bdpo":  # β-DPO's running baseline of batch margins, M_0
                 m, b = float(metrics["bdpo/batch_margin"]), self._bdpo_baseline
                 self._bdpo_baseline = m if b is None else c.bdpo_momentum * b + (1 - c.bdpo_momentum) * m
+        sums = self.dist.sum_metrics(sums)  # each process's weighted part -> the whole batch's
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm or float("inf"))
+        norm = self.dist.clip_grad_norm_(params, c.max_grad_norm or float("inf"))
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -579,11 +601,15 @@ class DPOTrainer:
         return {f"eval_{k}": v for k, v in sums.items()}
 
     def save(self, path) -> Path:
-        """Write an HF directory: the model (safetensors), its tokenizer, and trainer_state.json."""
+        """Write an HF directory: the model (safetensors), its tokenizer, and trainer_state.json. On several
+        processes only the main one writes (call it on all: FSDP gathers the weights, the others wait)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        state = {"step": self.step, "config": asdict(self.config), "history": self.history}
-        (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        weights = self.dist.state_dict("model")
+        if self.dist.is_main:
+            path.mkdir(parents=True, exist_ok=True)
+            self.model.save_pretrained(path, safe_serialization=True, state_dict=weights)
+            self.tokenizer.save_pretrained(path)
+            state = {"step": self.step, "config": asdict(self.config), "history": self.history}
+            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        self.dist.wait()
         return path

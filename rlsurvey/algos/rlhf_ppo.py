@@ -39,7 +39,6 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from rlsurvey.algos.advantages import whiten
 from rlsurvey.algos.kl_control import AdaptiveKLController, FixedKLController, shape_rewards
 from rlsurvey.algos.policy_loss import aggregate, clipped_surrogate
 from rlsurvey.algos.rollout import (
@@ -50,6 +49,7 @@ from rlsurvey.algos.rollout import (
     compute_rewards,
     disable_dropout,
 )
+from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import gae
 from rlsurvey.lm.logprobs import response_logprobs
 from rlsurvey.rewards.reward_model import RewardModel, _head
@@ -96,6 +96,7 @@ class RLHFPPOConfig:
     save_every: int = 0  # write a checkpoint every this many steps (0: only at the end)
     seed: int = 0  # prompt order, minibatch order and sampling
     progress: bool = True  # show a progress bar
+    distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens"):
@@ -214,6 +215,12 @@ class RLHFPPOTrainer:
     reference: the frozen model of the KL term; None copies the policy before training.
     value_model: a `RewardModel` read at every token; None copies the policy's backbone with a zero head.
     gold_fn: optional true reward (same signature), logged as "objective/gold" but never optimized.
+
+    Several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`):
+    `batch_size` stays the global number of prompts; each process samples for its batch_size / N of them with
+    its own seed, whitens with the statistics of the whole rollout, weights its loss by its share of the
+    minibatch's tokens (so the DDP-averaged gradient is the token mean over all processes), and metrics are
+    averaged over the processes; only the main process saves.
     """
 
     def __init__(
@@ -229,7 +236,14 @@ class RLHFPPOTrainer:
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable (prompts, completions) -> scores, got {reward_fn!r}")
         self.config = config or RLHFPPOConfig()
-        self.policy = disable_dropout(policy)
+        self.dist = get_distributed(self.config.distributed)
+        world, c = self.dist.world_size, self.config
+        if c.batch_size % world or (c.batch_size // world) % c.num_mini_batches:
+            raise ValueError(
+                f"batch_size ({c.batch_size}) must split into {world} processes x num_mini_batches "
+                f"({c.num_mini_batches}) equal parts"
+            )
+        self.policy = disable_dropout(self.dist.place(policy))
         self.tokenizer = tokenizer
         if getattr(tokenizer, "pad_token_id", None) is None:
             raise ValueError("tokenizer must have a pad token (see rlsurvey.lm.prepare_tokenizer)")
@@ -247,7 +261,8 @@ class RLHFPPOTrainer:
         if not isinstance(value_model, RewardModel):
             raise TypeError(f"value_model must be a RewardModel, got {type(value_model).__name__}")
         check_same_vocabulary(policy, value_model.model, "value_model")
-        self.value_model = value_model
+        self.value_model = self.dist.place(value_model)
+        self.dist.place(self.reference)
         disable_dropout(value_model.model)
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
         c = self.config
@@ -258,6 +273,7 @@ class RLHFPPOTrainer:
         )
         params = [p for m in (policy, value_model) for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=c.learning_rate, eps=c.adam_eps, weight_decay=0.0)
+        self.optimizer = self.dist.prepare(self.optimizer, generates=True, policy=policy, value=value_model)
         self._rng = random.Random(c.seed)
         self._order: list[str] = []
         self.step_count = 0
@@ -268,9 +284,10 @@ class RLHFPPOTrainer:
     # ---- one step, in three parts -------------------------------------------------------------------------
     def rollout(self, prompts: Sequence[str]) -> Rollout:
         c = self.config
+        seed = (self._rng.randrange(2**31) + 7919 * self.dist.rank) % 2**31  # each process its own samples
         return collect_rollout(
             self.policy, self.tokenizer, prompts, self.reward_fn, self.reference, c.max_new_tokens,
-            c.temperature, c.top_k, c.top_p, seed=self._rng.randrange(2**31),
+            c.temperature, c.top_k, c.top_p, seed=seed,
             missing_eos_penalty=c.missing_eos_penalty,
         )  # fmt: skip
 
@@ -284,11 +301,11 @@ class RLHFPPOTrainer:
         values = values * mask
         beta = float(self.kl_ctl.value)
         rewards, kl = shape_rewards(roll.scores, roll.logprobs, roll.ref_logprobs, mask, beta, c.kl_estimator)
-        if c.whiten_rewards:
-            rewards = whiten(rewards, mask.bool(), shift_mean=False)
+        if c.whiten_rewards:  # over the whole rollout, all processes' responses
+            rewards = self.dist.whiten(rewards, mask.bool(), shift_mean=False)
         advantages, returns = gae(rewards, values, mask, c.gamma, c.lam)
         if c.whiten_advantages:
-            advantages = whiten(advantages, mask.bool())
+            advantages = self.dist.whiten(advantages, mask.bool())
         return PPOBatch(roll, values, kl, rewards, advantages, returns, beta)
 
     def minibatch_loss(self, batch: PPOBatch, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -334,10 +351,13 @@ class RLHFPPOTrainer:
         for _ in range(c.ppo_epochs):
             order = torch.randperm(n, generator=gen).to(batch.advantages.device)
             for i in range(0, n, size):
-                loss, metrics = self.minibatch_loss(batch, order[i : i + size])
+                idx = order[i : i + size]
+                loss, metrics = self.dist.run(self.minibatch_loss, batch, idx)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                if self.dist.world_size > 1:  # this process's token mean -> its part of the global token mean
+                    loss = loss * self.dist.share(batch.rollout.mask[idx].sum())
+                self.dist.backward(loss)
+                self.dist.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -348,7 +368,7 @@ class RLHFPPOTrainer:
 
     def step(self, prompts: Sequence[str]) -> dict:
         """Rollout, prepare and update on `prompts`; returns the step's metrics (TRL's names)."""
-        roll = self.rollout(prompts)  # a bad reward raises here, before anything changes
+        roll = self.rollout(self.dist.shard(prompts))  # a bad reward raises here, before anything changes
         gold = (
             None
             if self.gold_fn is None
@@ -378,6 +398,9 @@ class RLHFPPOTrainer:
         }
         if gold is not None:
             row["objective/gold"] = gold.mean().item()
+        if self.dist.world_size > 1:  # the processes' means (equal numbers of responses each)
+            row = self.dist.mean_metrics(row)
+            row["val/num_eos_tokens"] = round(row["val/num_eos_tokens"] * self.dist.world_size)
         self.kl_ctl.update(row["objective/kl"], len(prompts))
         self.history.append(row)
         return row
@@ -427,8 +450,12 @@ class RLHFPPOTrainer:
     def save(self, path: str | Path) -> Path:
         """Write policy/ (causal LM + tokenizer), value/ (sequence classification) and trainer_state.json
         as HF directories, into a temporary sibling renamed into place: a crash never leaves half a
-        checkpoint."""
+        checkpoint. On several processes only the main one writes; the others wait for it."""
         path = Path(path)
+        if not self.dist.is_main:
+            self.dist.wait()
+            self.last_checkpoint = path
+            return path
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.policy.save_pretrained(tmp / "policy", safe_serialization=True)
@@ -442,6 +469,7 @@ class RLHFPPOTrainer:
             shutil.rmtree(path)
         os.replace(tmp, path)
         self.last_checkpoint = path
+        self.dist.wait()
         return path
 
 

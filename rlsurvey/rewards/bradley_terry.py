@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rlsurvey.distributed import get_distributed
 from rlsurvey.rewards.reward_model import RewardModel
 
 __all__ = [
@@ -99,6 +100,7 @@ class RewardTrainingConfig:
     max_grad_norm: float = 1.0  # global gradient-norm clip
     seed: int = 0  # shuffling seed
     progress: bool = True  # show a progress bar
+    distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
 
 def _pairs(dataset) -> tuple[list[str], list[str], list[str]]:
@@ -118,15 +120,38 @@ def _pair_rewards(model: RewardModel, prompts, chosen, rejected, max_length):
     return r[: len(prompts)], r[len(prompts) :]
 
 
+def _pair_loss(model, config, idx, prompts, chosen, rejected, margins):
+    """The Bradley-Terry loss (plus the centring term) of the pairs `idx`: (loss, metrics)."""
+    rc, rr = _pair_rewards(
+        model,
+        [prompts[j] for j in idx],
+        [chosen[j] for j in idx],
+        [rejected[j] for j in idx],
+        config.max_length,
+    )
+    m = None if margins is None else margins[idx].to(rc.device)
+    loss, metrics = bradley_terry_loss(rc, rr, m)
+    if config.center_rewards_coefficient:
+        loss = loss + config.center_rewards_coefficient * torch.cat([rc, rr]).pow(2).mean()
+    return loss, metrics
+
+
 def train_reward_model(model: RewardModel, dataset, config: RewardTrainingConfig | None = None) -> list[dict]:
     """Fit `model` to the pairs of `dataset` (columns prompt, chosen, rejected) by the Bradley-Terry loss.
 
-    Returns the history: one dict of metrics per optimizer step (loss, accuracy, margin).
+    Returns the history: one dict of metrics per optimizer step (loss, accuracy, margin, grad_norm).
+
+    On several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`)
+    `batch_size` stays the global batch: each process scores its slice, DDP averages the gradients so that
+    they equal the whole batch's, and the logged metrics are those of the whole batch.
     """
     config = config or RewardTrainingConfig()
     prompts, chosen, rejected = _pairs(dataset)
     margins = None if config.margin_column is None else torch.tensor(dataset[config.margin_column]).float()
+    dist = get_distributed(config.distributed)
+    dist.place(model)
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    opt = dist.prepare(opt, model=model)
     g = torch.Generator().manual_seed(config.seed)
     n = len(prompts)
     steps = config.epochs * math.ceil(n / config.batch_size)
@@ -136,25 +161,23 @@ def train_reward_model(model: RewardModel, dataset, config: RewardTrainingConfig
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=g).tolist()
         for i in range(0, n, config.batch_size):
-            idx = order[i : i + config.batch_size]
-            rc, rr = _pair_rewards(
-                model,
-                [prompts[j] for j in idx],
-                [chosen[j] for j in idx],
-                [rejected[j] for j in idx],
-                config.max_length,
-            )
-            m = None if margins is None else margins[idx].to(rc.device)
-            loss, metrics = bradley_terry_loss(rc, rr, m)
-            if config.center_rewards_coefficient:
-                loss = loss + config.center_rewards_coefficient * torch.cat([rc, rr]).pow(2).mean()
+            batch = order[i : i + config.batch_size]
+            idx = dist.shard(batch)  # this process's pairs (all of them on one process)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if idx:
+                loss, metrics = dist.run(_pair_loss, model, config, idx, prompts, chosen, rejected, margins)
+                row = {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}}
+            else:  # more processes than pairs left: this one still joins the gradient all-reduce
+                loss, row = dist.zero_loss(model), {}
+            # mean over this process's pairs -> its part of the mean over the batch (see distributed.py)
+            dist.backward(loss * (len(idx) / len(batch) * dist.world_size) if dist.world_size > 1 else loss)
+            norm = dist.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             opt.step()
-            history.append({"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}})
+            row = dist.sum_metrics({k: v * len(idx) / len(batch) for k, v in row.items()})
+            row["grad_norm"] = float(norm)  # before clipping, of the whole batch's gradient
+            history.append(row)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{metrics['accuracy'].item():.2f}")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
     bar.close()
     model.eval()
     return history
