@@ -39,9 +39,13 @@ def two_pass_step(policy, tok, cfg: GRPOConfig, reference=None):
         )
     adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
     g = roll.gen
+    # share_prompts as in the trainer: the same values, and the gradients summed in the same order, so that
+    # Adam's first (sign-like) step sees bit-identical gradients; tests/test_prompt_sharing.py compares the
+    # shared computation with the plain one
     new = response_logprobs(
-        policy, g.prompt_ids, g.prompt_mask, g.response_ids, g.response_mask, temperature=cfg.temperature
-    )
+        policy, g.prompt_ids, g.prompt_mask, g.response_ids, g.response_mask, temperature=cfg.temperature,
+        share_prompts=True,
+    )  # fmt: skip
     per_token, _ = clipped_surrogate(new.token_logps, roll.logprobs, adv, mask, cfg.clip_eps)
     if reference is not None and not cfg.kl_in_reward:
         per_token = per_token + cfg.kl_coef * kl_estimate(

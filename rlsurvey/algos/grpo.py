@@ -124,10 +124,11 @@ def _save(policy, tokenizer, path: str | Path) -> None:
 
 
 def _policy_pass(policy, gen, idx: torch.Tensor, temperature: float, with_entropy: bool = False):
-    """log π_θ [b, R] of the rows `idx` of a rollout (with gradient) and their entropy (detached, or None)."""
+    """log π_θ [b, R] of the rows `idx` of a rollout (with gradient) and their entropy (detached, or None).
+    The rows of one group share their prompt, so the prompt is run once per group (same values)."""
     out = response_logprobs(
         policy, gen.prompt_ids[idx], gen.prompt_mask[idx], gen.response_ids[idx], gen.response_mask[idx],
-        temperature=temperature, with_entropy=with_entropy,
+        temperature=temperature, with_entropy=with_entropy, share_prompts=True,
     )  # fmt: skip
     # detached at once, so the entropy's autograd graph is freed before the backward pass
     return out.token_logps, None if out.entropy is None else out.entropy.detach()

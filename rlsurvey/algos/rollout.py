@@ -113,8 +113,10 @@ def _check_context(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
     limit = context_length(model)
     if limit is None:
         return
-    # set(): a group repeats each prompt G times, and tokenizing is most of this check's cost
-    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prompts))
+    # distinct prompts in one batched call: a group repeats each prompt G times, and tokenizing is most of
+    # this check's cost
+    distinct = list(dict.fromkeys(prompts))
+    longest = max(len(ids) for ids in tokenizer(distinct, add_special_tokens=False)["input_ids"])
     if longest + max_new_tokens > limit:
         raise ValueError(
             f"the longest prompt has {longest} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
@@ -161,13 +163,13 @@ def collect_rollout(
         was_training = policy.training
         policy.eval()  # the old log-probs must come from the policy that sampled, without dropout noise
         try:
-            pol = response_logprobs(policy, *args, temperature=temp, with_entropy=True)
+            pol = response_logprobs(policy, *args, temperature=temp, with_entropy=True, share_prompts=True)
         finally:
             policy.train(was_training)
         token_logps, entropy = pol.token_logps, pol.entropy
     ref = None
     if reference is not None:
         reference.eval()
-        ref = response_logprobs(reference, *args, temperature=temp).token_logps
+        ref = response_logprobs(reference, *args, temperature=temp, share_prompts=True).token_logps
     device = gen.response_ids.device
     return Rollout(gen, token_logps, ref, scores.to(device), entropy)

@@ -51,7 +51,10 @@ def _check_tokenizer(tokenizer) -> None:
 
 
 def tokenize_prompts(tokenizer, prompts: Sequence[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt ids and mask, both [B, P] int64, without adding special tokens."""
+    """Left-padded prompt ids and mask, both [B, P] int64, without adding special tokens.
+
+    Each distinct prompt is tokenized once, in one batched call (a GRPO batch repeats every prompt G times).
+    """
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError(f"prompts must be a list of str, got {type(prompts).__name__}")
     if len(prompts) == 0:
@@ -62,14 +65,16 @@ def tokenize_prompts(tokenizer, prompts: Sequence[str], device=None) -> tuple[to
         if not p:
             raise ValueError(f"prompts[{i}] is an empty string; every prompt needs at least one token")
     _check_tokenizer(tokenizer)
-    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    width = max(len(r) for r in rows)
+    distinct = list(dict.fromkeys(prompts))
+    encoded = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    rows = [encoded[p] for p in prompts]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    width = int(lengths.max())
+    # row i holds its tokens in the last lengths[i] columns; filling the mask's ones in row-major order
+    # places the concatenated tokens exactly there
+    mask = (torch.arange(width) >= (width - lengths)[:, None]).long()
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if len(r):
-            ids[i, width - len(r) :] = torch.tensor(r)
-            mask[i, width - len(r) :] = 1
+    ids[mask.bool()] = torch.tensor([t for r in rows for t in r], dtype=torch.long)
     return ids.to(device), mask.to(device)
 
 
@@ -97,23 +102,58 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return out
 
 
+def _distinct_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first, inverse) for the distinct rows of a padded prompt batch: row i equals row first[inverse[i]].
+    None when every row is distinct (nothing to share)."""
+    _, inverse = torch.unique(torch.cat([ids, mask.to(ids.dtype)], dim=1), dim=0, return_inverse=True)
+    n = int(inverse.max()) + 1
+    if n == ids.shape[0]:
+        return None
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    first = torch.full((n,), ids.shape[0], dtype=torch.long, device=ids.device).scatter_reduce(
+        0, inverse, rows, reduce="amin"
+    )
+    return first, inverse
+
+
+def _prefill(model, ids, mask, pos, share_prompts: bool):
+    """The prompt forward pass with its KV cache. With `share_prompts`, each distinct prompt is computed once
+    and its cache copied to every row that repeats it (rows are independent, so the values are the same)."""
+    shared = _distinct_rows(ids, mask) if share_prompts else None
+    if shared is None:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        return out.past_key_values, out.logits[:, -1, :]
+    first, inverse = shared
+    out = model(input_ids=ids[first], attention_mask=mask[first], position_ids=pos[first], use_cache=True)
+    past = out.past_key_values
+    if not hasattr(past, "reorder_cache"):  # not a transformers Cache: fall back to the plain pass
+        return _prefill(model, ids, mask, pos, share_prompts=False)
+    past.reorder_cache(inverse)  # index_select along the batch: row i gets its prompt's keys and values
+    return past, out.logits[:, -1, :][inverse]
+
+
 @torch.no_grad()
-def _generate_batch(model, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p, generator):
-    device = next(model.parameters()).device
-    ids, mask = tokenize_prompts(tokenizer, prompts, device)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id
+def _generate_batch(
+    model, ids, mask, eos, pad, max_new_tokens, temperature, top_k, top_p, generator, share_prompts
+):
+    device = ids.device
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions count from each row's first real token
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
-    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    past, logits = _prefill(model, ids, mask, pos, share_prompts)
+    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+    filtering = top_k > 0 or top_p < 1.0
+    can_drop, owned = hasattr(past, "reorder_cache"), False
     tokens, alive = [], []
+    rows = torch.arange(ids.shape[0], device=device)  # the rows still in the model's batch
     attn, last_pos = mask, pos[:, -1:]
     for step in range(max_new_tokens):
+        # every row is sampled, finished ones from stale logits, so that the generator draws the same numbers
+        # whatever the batch holds; a finished row's token is then replaced by the pad id
         if temperature == 0:
             nxt = logits.argmax(-1)
         else:
-            scores = filter_logits(logits.float() / temperature, top_k, top_p)
+            scores = logits.float() / temperature
+            if filtering:
+                scores = filter_logits(scores, top_k, top_p)
             probs = torch.softmax(scores, dim=-1)
             nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)
         alive.append(~finished)
@@ -123,16 +163,28 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, temperature, top_
             finished = finished | (nxt == eos)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
+        live = (~finished[rows]).nonzero().squeeze(1)  # positions in the current batch
+        if can_drop and 8 * live.numel() <= 7 * rows.numel():
+            # drop finished rows (once an eighth of the batch has ended): rows are computed independently,
+            # so the others' logits do not change, and finished rows need no more forward passes
+            past.reorder_cache(live)
+            rows, attn, last_pos = rows[live], attn[live], last_pos[live]
         attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
         last_pos = last_pos + 1
         out = model(
-            input_ids=nxt[:, None],
+            input_ids=nxt[rows][:, None],
             attention_mask=attn,
             position_ids=last_pos,
             past_key_values=past,
             use_cache=True,
         )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        past = out.past_key_values
+        if rows.numel() == logits.shape[0]:
+            logits = out.logits[:, -1, :]
+        else:
+            if not owned:  # a private copy once; later steps write into it
+                logits, owned = logits.clone(), True
+            logits[rows] = out.logits[:, -1, :].to(logits.dtype)
     resp = torch.stack(tokens, dim=1)
     resp_mask = torch.stack(alive, dim=1).long()
     return ids, mask, resp, resp_mask, finished
@@ -156,6 +208,7 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     batch_size: int = 256,
+    share_prompts: bool = True,
 ) -> GenerationOutput:
     """Sample one response per prompt; temperature 0 is greedy decoding.
 
@@ -168,6 +221,9 @@ def generate(
 
     seed: seeds a private generator for the sampling (the global RNG is untouched); None draws one from the
     global RNG, so `rlsurvey.setup(seed)` still makes a notebook repeatable.
+    share_prompts: a prompt that occurs several times in a chunk (a group of G samples) is run through the
+    model once and its KV cache is copied to each of its rows; the rows are independent, so the sampled
+    tokens are those of the plain pass (False), which the tests check.
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
@@ -176,27 +232,34 @@ def generate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     filter_logits(torch.zeros(1, 2), top_k, top_p)  # validates top_k and top_p before any work
-    tokenize_prompts(tokenizer, prompts)  # validates every prompt before any work
+    all_ids, all_mask = tokenize_prompts(tokenizer, prompts)  # validates every prompt before any work
     gen = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()) if seed is None else seed)
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
     model.eval()
+    parts = []
     try:
-        parts = [
-            _generate_batch(
-                model,
-                tokenizer,
-                list(prompts[i : i + batch_size]),
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                gen,
+        for i in range(0, len(prompts), batch_size):
+            ids, mask = all_ids[i : i + batch_size], all_mask[i : i + batch_size]
+            left = int((mask.sum(0) == 0).sum())  # columns that are padding in every row of this chunk
+            parts.append(
+                _generate_batch(
+                    model,
+                    ids[:, left:].to(device),
+                    mask[:, left:].to(device),
+                    eos,
+                    pad,
+                    max_new_tokens,
+                    temperature,
+                    top_k,
+                    top_p,
+                    gen,
+                    share_prompts,
+                )  # fmt: skip
             )
-            for i in range(0, len(prompts), batch_size)
-        ]
     finally:
         model.train(was_training)
-    pad = tokenizer.pad_token_id
     p_w = max(p[0].shape[1] for p in parts)
     r_w = max(p[2].shape[1] for p in parts)
     prompt_ids = torch.cat([_pad_to(p[0], p_w, pad, True) for p in parts])
@@ -204,9 +267,10 @@ def generate(
     response_ids = torch.cat([_pad_to(p[2], r_w, pad, False) for p in parts])
     response_mask = torch.cat([_pad_to(p[3], r_w, 0, False) for p in parts])
     finished = torch.cat([p[4] for p in parts])
+    # the mask is one block from the start of each row, so its sum is the length to keep
+    lengths = response_mask.sum(1).tolist()
     texts = tokenizer.batch_decode(
-        [row[m.bool()].tolist() for row, m in zip(response_ids.cpu(), response_mask.cpu())],
-        skip_special_tokens=True,
+        [row[:n] for row, n in zip(response_ids.tolist(), lengths)], skip_special_tokens=True
     )
     return GenerationOutput(
         list(prompts), texts, prompt_ids, prompt_mask, response_ids, response_mask, finished

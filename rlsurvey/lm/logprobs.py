@@ -18,6 +18,7 @@ row's first real token, so padding changes no value (the tests check this agains
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,13 +94,73 @@ def _check_shapes(prompt_ids, prompt_mask, response_ids, response_mask):
         raise ValueError("every prompt needs at least one real token (a row of prompt_mask is all zeros)")
 
 
-def response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
-    """Logits [B, R, V] whose row t predicts response token t (one forward pass over prompt + response)."""
+def _accepts(model, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor | None:
+    """response_logits with each distinct prompt computed once; None when no prompt repeats or the model
+    cannot continue from a copied KV cache (then the caller takes the plain pass).
+
+    Two passes: the distinct prompts [U, P] with their KV cache, then that cache copied to the B rows
+    (index_select, so gradients flow back to the shared prompt) and the responses [B, R - 1] run on top of
+    it with the same attention mask and positions as the one-pass input. Causal attention makes every
+    value equal to the one-pass value; only the floating-point summation order of the prompt's gradient
+    differs (G rows add into one).
+    """
+    from rlsurvey.lm.generation import _distinct_rows
+
+    # checkpointed blocks run without a KV cache (the property was renamed in transformers 5)
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else None
+    if getattr(model, name or "is_gradient_checkpointing", False):
+        return None
+    shared = _distinct_rows(prompt_ids, prompt_mask)
+    if shared is None:
+        return None
+    first, inverse = shared
+    u_mask = prompt_mask[first].long()
+    u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)
+    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    out = model(
+        input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=u_pos, use_cache=True, **keep
+    )
+    past = out.past_key_values
+    if not hasattr(past, "reorder_cache"):
+        return None
+    head = out.logits[:, -1:, :][inverse]  # [B, 1, V]: the last prompt token predicts response token 0
+    if response_ids.shape[1] == 1:
+        return head
+    past.reorder_cache(inverse)
+    attn = torch.cat([prompt_mask, response_mask[:, :-1]], dim=1).long()
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]
+    rest = model(
+        input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=pos, past_key_values=past,
+        use_cache=True,
+    ).logits  # fmt: skip
+    return torch.cat([head, rest], dim=1)
+
+
+def response_logits(
+    model, prompt_ids, prompt_mask, response_ids, response_mask, share_prompts: bool = False
+) -> torch.Tensor:
+    """Logits [B, R, V] whose row t predicts response token t (one forward pass over prompt + response).
+
+    share_prompts: rows with the same prompt (a GRPO group) share one forward pass over that prompt; see
+    `_shared_prompt_logits`. Same values as the one-pass path (the tests compare them, gradients too).
+    """
     _check_shapes(prompt_ids, prompt_mask, response_ids, response_mask)
+    if share_prompts:
+        logits = _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response_mask)
+        if logits is not None:
+            return logits
     ids = torch.cat([prompt_ids, response_ids], dim=1)
     attn = torch.cat([prompt_mask, response_mask], dim=1).long()
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
+    # use_cache=False: many configs default to True, which would build a KV cache nobody reads
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
     p, r = prompt_ids.shape[1], response_ids.shape[1]
     return logits[:, p - 1 : p + r - 1, :]
 
@@ -112,6 +173,7 @@ def response_logprobs(
     response_mask,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    share_prompts: bool = False,
 ) -> ResponseLogprobs:
     """Equation (1) for a batch; differentiable (wrap in torch.no_grad() for a frozen reference).
 
@@ -121,8 +183,11 @@ def response_logprobs(
     | prompt_mask   | [B, P] | 1 on real prompt tokens                       |
     | response_ids  | [B, R] | right-padded response tokens                  |
     | response_mask | [B, R] | 1 on response tokens to score (EOS included)  |
+
+    share_prompts: compute each distinct prompt once for all the rows that repeat it (GRPO's groups), as in
+    `response_logits`.
     """
-    logits = response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask)
+    logits = response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, share_prompts)
     mask = response_mask.to(logits.device)
     targets = response_ids.masked_fill(mask == 0, -100)
     tok = token_logprobs(logits, targets, ignore_index=-100, temperature=temperature)
