@@ -3,6 +3,7 @@
 
     python3 course.py lab     set everything up if needed, then open JupyterLab on notebooks/
     python3 course.py test    set everything up if needed, then run every test, notebooks included
+    python3 course.py site    set everything up if needed, then build the course site into site/ (--out DIR)
 
 Set-up makes a virtual environment in .venv (or uses the active conda or virtual environment when
 RLSURVEY_USE_ACTIVE_ENV=1), installs PyTorch first and the package with its development extras second.
@@ -94,7 +95,7 @@ def setup() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"lab", "test", "setup"}:
+    if not argv or argv[0] not in {"lab", "test", "site", "setup"}:
         print(__doc__)
         return 2
     py = setup()
@@ -104,6 +105,8 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     if command == "test":
         return _run([py, "-m", "pytest", *rest], cwd=ROOT, env=env)
+    if command == "site":
+        return _run([py, "-m", "rlsurvey.site", *rest], cwd=ROOT, env=env)
     lab = [py, "-m", "jupyter", "lab", f"--notebook-dir={ROOT / 'notebooks'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         lab.append("--allow-root")  # containers often run as root; JupyterLab refuses to start without it
