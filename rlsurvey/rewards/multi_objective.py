@@ -18,7 +18,6 @@ rudeness (insults, also a cost for chapter 09's safety section), repetition and 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from rlsurvey.rewards.bradley_terry import RewardTrainingConfig, _pairs
-from rlsurvey.rewards.reward_model import RewardModel, _head, last_token_index
+from rlsurvey.rewards.reward_model import RewardModel, _head, last_token_index, load_quietly
 
 __all__ = [
     "REVIEW_OBJECTIVES",
@@ -90,13 +89,11 @@ class MultiObjectiveRewardModel(nn.Module):
     ) -> MultiObjectiveRewardModel:
         """Reload a saved model, or start one from a causal-LM checkpoint with heads `names` (zero heads)."""
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            probe = AutoModelForSequenceClassification.from_pretrained(str(path)).config
-            names = list(names or getattr(probe, "objective_names", None) or [])
-            if not names:
-                raise ValueError(f"{path} is not a multi-objective model; pass the objective names")
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=len(names))
+        probe = AutoConfig.from_pretrained(str(path))
+        names = list(names or getattr(probe, "objective_names", None) or [])
+        if not names:
+            raise ValueError(f"{path} is not a multi-objective model; pass the objective names")
+        model = load_quietly(path, num_labels=len(names))
         if getattr(model.config, "objective_names", None) is None:
             nn.init.zeros_(_head(model).weight)
         return cls(model, tokenizer, names)

@@ -40,6 +40,23 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(real, positions, -1).amax(dim=1)
 
 
+def load_quietly(path: str | Path, **kwargs) -> nn.Module:
+    """`AutoModelForSequenceClassification.from_pretrained` without the load report and progress bar that
+    transformers prints when it initializes a fresh head (expected when starting from a causal LM)."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*newly initialized.*")
+            return AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class RewardModel(nn.Module):
     """r_φ(x, y): a scalar score of a prompt and response.
 
@@ -67,18 +84,7 @@ class RewardModel(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if tokenizer.pad_token is None and tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token  # e.g. GPT-2; rewards are read by mask, not by pad id
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # a fresh head is expected here, not worth a load report
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*newly initialized.*")
-                model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
+        model = load_quietly(path, num_labels=1, **kwargs)
         head = _head(model)
         config_archs = getattr(model.config, "architectures", None) or []
         if not any(a.endswith("ForSequenceClassification") for a in config_archs):
