@@ -11,9 +11,10 @@ prompt samples alone). Responses come back padded on the RIGHT with a mask that 
 the first EOS included, and 0 after it: the mask every loss in the course multiplies by.
 
 Two shortcuts compute the same values with less work (the tests check that they sample the very tokens of
-the plain computation and of a sampler without a cache): a prompt that occurs several times in a batch (a group of G samples in GRPO)
-is run through the model once and its KV cache copied to each of its rows, and rows that have ended are
-dropped from the batch, while every row is still sampled each step so the random numbers drawn stay the same.
+the plain computation and of a sampler without a cache): a prompt that occurs several times in a batch (a
+group of G samples in GRPO) is run through the model once and its KV cache copied to each of its rows, and
+rows that have ended are dropped from the batch, while every row is still sampled at each step so that the
+random numbers drawn stay the same.
 """
 
 from __future__ import annotations
