@@ -332,7 +332,8 @@ def train(args) -> dict:
     cfg = _config(cmd, args, main, out)
     log = MetricsLog(out, main)
     record = {"command": f"train {args.algo}", "model": _model_name(args), "dataset": args.dataset,
-              "world": args.world, "seed": args.seed, "num_examples": args.num_examples}  # fmt: skip
+              "world": args.world, "seed": args.seed, "num_examples": args.num_examples,
+              "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
     if args.algo == "reward":
         from rlsurvey.assets import SHIPPED_MODELS, model_path
         from rlsurvey.rewards.bradley_terry import train_reward_model
@@ -356,8 +357,7 @@ def train(args) -> dict:
             history = trainer.train()
             for row in history:
                 log.write(row)
-            if main:
-                trainer.save(out)
+            trainer.save(out)  # on every process: the main one writes, the others wait at its barrier
         else:
             prompts = _prompts(args, tok)
             reward_fn, gold_fn, record["reward"] = _reward(args, device)

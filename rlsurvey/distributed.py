@@ -3,8 +3,9 @@
 The reward-model, RLHF-PPO, DPO and GRPO trainers of the package run the same code on one process and on
 many. Launch any script that calls them with
 
-    accelerate launch --num_processes 2 train.py          # GPUs; add --cpu for CPU processes (gloo)
-    torchrun --nproc_per_node 2 train.py                  # the same, without Accelerate's launcher
+    accelerate launch --multi_gpu --num_processes 2 train.py   # 2 GPUs; on a machine without one, 2 CPU
+                                                               # processes (gloo). `--cpu` starts only one.
+    torchrun --nproc_per_node 2 train.py                       # the same, without Accelerate's launcher
 
 and each trainer finds the launcher's environment (WORLD_SIZE > 1) and trains data-parallel. On one process
 nothing changes unless a config asks for it (`distributed=True`): `Distributed` is then an empty shell that

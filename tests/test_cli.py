@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import runpy
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from rlsurvey.algos.dpo_trainer import DPOConfig
 from rlsurvey.algos.grpo import GRPOConfig
 from rlsurvey.algos.rlhf_ppo import RLHFPPOConfig
 from rlsurvey.algos.rloo import RLOO_DEFAULTS
+from rlsurvey.assets import model_path
 from rlsurvey.cli import BOUND, main
 from rlsurvey.config_args import option_name
 from rlsurvey.rewards.bradley_terry import RewardTrainingConfig
@@ -163,3 +167,39 @@ def test_python_dash_m_runs_the_cli(tmp_path, monkeypatch, capsys):
         runpy.run_module("rlsurvey", run_name="__main__")
     assert exc.value.code == 0 and len(out.read_text().splitlines()) == 3
     assert "wrote 3 prompt rows" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_accelerate_launch_on_two_processes_equals_one(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2 -m rlsurvey train dpo ...` on a machine without a GPU
+    (two CPU processes, gloo) trains the same weights as the same command on one process: the batch is
+    global, so each process takes half of it. (Accelerate's `--cpu` flag would start a single process.)"""
+    pytest.importorskip("accelerate")
+    args = [*TINY["dpo"].split(), "--no-progress", "--seed", "3"]
+    one = _train("dpo", tmp_path / "one", "--seed", "3")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if torch.cuda.is_available():
+        pytest.skip("checks two CPU processes; with a GPU, --multi_gpu would use it")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(_free_port()), "-m", "rlsurvey", "train", "dpo"]
+    two = tmp_path / "two"
+    run = subprocess.run(
+        [*launch, *args, "--output-dir", str(two)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [r["step"] for r in _metrics(two)] == [1, 2]  # one metrics file, written by the main process
+    assert json.loads((two / "train_config.json").read_text())["processes"] == 2
+    assert json.loads((one / "train_config.json").read_text())["processes"] == 1
+    a = AutoModelForCausalLM.from_pretrained(one).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(two).state_dict()
+    assert a.keys() == b.keys()
+    for name in a:  # two halves of each batch, gradients averaged by DDP: measured 8e-8 at most
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=name)
+    moved = AutoModelForCausalLM.from_pretrained(model_path("reviews-base")).state_dict()
+    assert any(not torch.equal(moved[k], a[k]) for k in a)  # the run trained something
