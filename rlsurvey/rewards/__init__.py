@@ -1,7 +1,9 @@
-"""Reward models from human and AI feedback (survey sections 4.1, 5 and 6).
+"""Reward models from human and AI feedback, and rewards a program checks (survey sections 4.1, 5, 6 and 3).
 
 Modules: reward_model (a scalar head on a causal-LM backbone), bradley_terry (the pairwise loss, training and
-evaluation), ensemble (disagreement as uncertainty), judges (AI feedback).
+evaluation), ensemble (disagreement as uncertainty), multi_objective (one head per attribute and fitted
+weights), bench (a RewardBench-style suite of the reviews world), judges (AI feedback), verifiable
+(exact-answer rewards and pass@k for the arithmetic world).
 """
 
 from rlsurvey.rewards.bradley_terry import (

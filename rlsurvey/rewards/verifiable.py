@@ -22,6 +22,7 @@ import torch
 
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
+from rlsurvey.tasks.arithmetic import check_pairs
 
 __all__ = [
     "arithmetic_format_reward",
@@ -35,17 +36,6 @@ __all__ = [
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
-def _check_pair(prompts, completions) -> tuple[list, list]:
-    if isinstance(prompts, str) or isinstance(completions, str):
-        raise TypeError("prompts and completions must be lists of str, not a single str")
-    prompts, completions = list(prompts), list(completions)
-    if len(prompts) != len(completions):
-        raise ValueError(
-            f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}"
-        )
-    return prompts, completions
-
-
 def arithmetic_format_reward(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
     """1.0 where a completion, stripped of surrounding white space, is one canonical integer ("95", "-3",
     "0"), else 0.0; float64 array [len(completions)].
@@ -55,7 +45,7 @@ def arithmetic_format_reward(prompts: Sequence[str], completions: Sequence[str])
     small weight it steers a model that rambles towards short answers; it can also be gamed (any integer
     earns it), which is why it is only ever a small part of the reward.
     """
-    _, completions = _check_pair(prompts, completions)
+    _, completions = check_pairs(prompts, completions)
     out = np.zeros(len(completions), dtype=np.float64)
     for i, c in enumerate(completions):
         if not isinstance(c, str):
@@ -87,7 +77,7 @@ def combine_rewards(reward_fns: Sequence[RewardFn], weights: Sequence[float] | N
         raise ValueError(f"weights must be finite numbers, got {w}")
 
     def combined(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-        prompts, completions = _check_pair(prompts, completions)
+        prompts, completions = check_pairs(prompts, completions)
         total = np.zeros(len(completions), dtype=np.float64)
         for j, (fn, wj) in enumerate(zip(fns, w)):
             try:

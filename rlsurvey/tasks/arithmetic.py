@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ArithmeticConfig", "sample_problems", "sample_prompts", "answer", "verify", "make_corpus"]
+__all__ = [
+    "ArithmeticConfig",
+    "sample_problems",
+    "sample_prompts",
+    "answer",
+    "verify",
+    "check_pairs",
+    "make_corpus",
+]
 
 
 @dataclass
@@ -86,12 +94,9 @@ def answer(prompt: str) -> int:
     raise ValueError(f"prompt must look like '37+58=', got {prompt!r}")
 
 
-def verify(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-    """Exact-match reward: 1.0 where completion.strip() is the answer's decimal string, else 0.0.
-
-    Returns a float64 array of shape [len(prompts)]. "95", " 95" and "95\\n" count; "95 " followed by more
-    text, "095" or "95.0" do not: the verifier is strict, as a rule-based reward should be.
-    """
+def check_pairs(prompts: Sequence[str], completions: Sequence[str]) -> tuple[list, list]:
+    """The argument check every reward callable of this world shares: two sequences of equal length (not a
+    single str). Returns them as lists."""
     if isinstance(prompts, str) or isinstance(completions, str):
         raise TypeError("prompts and completions must be lists of str, not a single str")
     prompts, completions = list(prompts), list(completions)
@@ -99,6 +104,16 @@ def verify(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         raise ValueError(
             f"prompts and completions must have the same length, got {len(prompts)} and {len(completions)}"
         )
+    return prompts, completions
+
+
+def verify(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    """Exact-match reward: 1.0 where completion.strip() is the answer's decimal string, else 0.0.
+
+    Returns a float64 array of shape [len(prompts)]. "95", " 95" and "95\\n" count; "95 " followed by more
+    text, "095" or "95.0" do not: the verifier is strict, as a rule-based reward should be.
+    """
+    prompts, completions = check_pairs(prompts, completions)
     out = np.zeros(len(prompts), dtype=np.float64)
     for i, (p, c) in enumerate(zip(prompts, completions)):
         if not isinstance(c, str):
