@@ -3,8 +3,9 @@
 The Chromium test builds the site from the committed notebooks, serves it on a loopback port, and drives
 Debian's `/usr/bin/chromium` over the DevTools protocol (JSON messages separated by NUL bytes on file
 descriptors 3 and 4, `--remote-debugging-pipe`), with the standard library only. Every page must load without
-console errors, exceptions or failed requests, and every image in it must be loaded and displayed. A
-screenshot of the landing page is kept in the test's folder and in test-output/site-landing.png.
+console errors, exceptions or failed requests, every image in it must be loaded and displayed, and MathJax
+must typeset every formula. A screenshot of the landing page is kept in the test's folder and in
+test-output/site-landing.png, one of chapter 07's equations in test-output/site-chapter-07.png.
 """
 
 from __future__ import annotations
@@ -166,9 +167,16 @@ def test_builder_on_small_notebooks(small_site):
     # navigation: home, the sidebar of every chapter, next/previous
     assert 'href="index.html"' in done and 'href="11_dpo_variants.html"' in done
     assert 'href="10_dpo.html"' in todo
+    # the only scripts: the site's own MathJax and its settings
+    assert small_site.math and (out / "mathjax" / "MathJax.js").is_file()
+    assert not (out / "mathjax" / "jax" / "output" / "SVG").exists()
     for page in small_site.pages:
         text = page.read_text()
-        assert "<script" not in text, f"{page.name} has a script"
+        scripts = re.findall(r"<script([^>]*)>", text)
+        assert scripts == [
+            ' type="text/x-mathjax-config"',
+            ' src="mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"',
+        ], f"{page.name}: {scripts}"
         assert not re.search(r"(src|href)=\"(https?:)?//(?!arxiv\.org)", text), f"{page.name} loads remotely"
         for href in re.findall(r'href="([^"#:]+\.html)"', text):
             assert (out / href).is_file(), f"{page.name} links to a missing page {href}"
@@ -302,6 +310,11 @@ def _errors(events: list[dict]) -> list[str]:
 IMAGES = """JSON.stringify(Array.from(document.images).map(i => { const r = i.getBoundingClientRect();
   return {src: i.src.slice(0, 40), complete: i.complete, width: i.naturalWidth, shown: r.width > 0 &&
   r.height > 0 && getComputedStyle(i).visibility !== 'hidden' && i.offsetParent !== null}; }))"""
+# Waits until MathJax has typeset the page; then counts the formulas and any TeX it could not parse.
+MATH = """new Promise(done => MathJax.Hub.Queue(() => done(JSON.stringify({
+  typeset: document.querySelectorAll('.MathJax, .MathJax_Display').length,
+  failed: Array.from(document.querySelectorAll('.noError, merror'))
+    .map(e => e.textContent.slice(0, 80))}))))"""
 SOLUTIONS = """JSON.stringify(Array.from(document.querySelectorAll('details.solution')).map(d => {
   const body = d.querySelector('.solution-body'); const before = [d.open, body.checkVisibility() ? 1 : 0];
   d.querySelector('summary').click(); return before.concat([d.open, body.checkVisibility() ? 1 : 0]); }))"""
@@ -342,7 +355,7 @@ def test_every_page_in_headless_chromium(served_site, tmp_path):
             {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
             session=session,
         )
-        problems, images, solutions = {}, 0, 0
+        problems, images, solutions, formulas = {}, 0, 0, 0
         for page in report.pages:
             browser.events.clear()
             browser.send("Page.navigate", {"url": f"{base}/{page.name}"}, session=session)
@@ -352,6 +365,21 @@ def test_every_page_in_headless_chromium(served_site, tmp_path):
             )["result"]["value"]
             bad = [i for i in json.loads(found) if not (i["complete"] and i["width"] > 0 and i["shown"])]
             images += len(json.loads(found))
+            math = json.loads(
+                browser.send(
+                    "Runtime.evaluate",
+                    {"expression": MATH, "returnByValue": True, "awaitPromise": True},
+                    session=session,
+                    timeout=60,
+                )["result"]["value"]
+            )
+            formulas += math["typeset"]
+            if page.name.startswith("07_"):  # a chapter page with equations, kept beside the landing page
+                show = "document.querySelector('.MathJax_Display').scrollIntoView({block: 'center'})"
+                browser.send("Runtime.evaluate", {"expression": show}, session=session)
+                shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
+                (ROOT / "test-output").mkdir(exist_ok=True)
+                (ROOT / "test-output" / "site-chapter-07.png").write_bytes(base64.b64decode(shot))
             if page.name == "index.html":
                 shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
                 landing = tmp_path / "site-landing.png"
@@ -369,6 +397,7 @@ def test_every_page_in_headless_chromium(served_site, tmp_path):
             solutions += len(states)
             browser.send("Runtime.evaluate", {"expression": "0"}, session=session)  # let late events arrive
             errors = _errors(browser.events) + [f"image not displayed: {i}" for i in bad]
+            errors += [f"TeX that MathJax could not typeset: {t}" for t in math["failed"]]
             if not hidden_first:
                 errors.append(f"solutions not collapsed until clicked: {states}")
             if errors:
@@ -376,6 +405,7 @@ def test_every_page_in_headless_chromium(served_site, tmp_path):
         assert not problems, problems
         assert images >= 20, f"only {images} images across the site"
         assert solutions >= 30, f"only {solutions} solution elements across the site"
+        assert formulas >= 300, f"only {formulas} typeset formulas across the site"
         assert (tmp_path / "site-landing.png").stat().st_size > 10_000
     finally:
         browser.close()

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     report = build_site(args.out, args.notebooks)
+    if not report.math:
+        print("note: jupyter-server-mathjax is not installed; equations show as TeX", file=sys.stderr)
     for name in report.unexecuted:
         print(f"note: {name} has no outputs yet; its page shows the code only", file=sys.stderr)
     print(f"{len(report.pages)} pages in {report.out}/ in {report.seconds:.1f} s; open {report.pages[0]}")

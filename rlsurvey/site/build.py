@@ -1,6 +1,8 @@
 """Build the course site: one static HTML page per chapter notebook, the survey map as the landing page, and
-the teacher's guide. Every page is self-contained (inline styles and figures, no scripts, nothing fetched
-from a network), so the folder can be opened from disk or served by any static web server.
+the teacher's guide. Nothing is fetched from a network: styles and figures are inline, and the only script
+is the site's own copy of MathJax (from the `jupyter-server-mathjax` package, in the `lab` and `dev` extras)
+that typesets the equations, so the folder can be opened from disk or served by any static web server.
+Without that package the pages show the equations' TeX source.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ from tqdm.auto import tqdm
 
 from rlsurvey.site.chapters import ChapterInfo, read_chapter
 from rlsurvey.site.guide import chapter_card, landing, teachers
-from rlsurvey.site.render import notebook_body, page
+from rlsurvey.site.render import MATHJAX_SKIP, mathjax_source, notebook_body, page
 from rlsurvey.survey import NOTEBOOK_DIR, SurveyMap, draw_survey_map, load_survey_map
 
 __all__ = ["build_site", "SiteReport", "COURSE"]
@@ -29,6 +32,7 @@ class SiteReport:
     out: Path  # the site folder
     pages: list[Path] = field(default_factory=list)  # every page written, index.html first
     unexecuted: list[str] = field(default_factory=list)  # notebooks built without outputs
+    math: bool = False  # equations typeset: MathJax was found and copied into the site
     seconds: float = 0.0  # wall time of the build
 
 
@@ -40,6 +44,20 @@ def _survey_png(survey: SurveyMap) -> str:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def _copy_mathjax(out: Path) -> bool:
+    """Copy MathJax, less the parts the pages never load, into `out/mathjax`; False if it is not installed."""
+    source = mathjax_source()
+    if source is None:
+        return False
+    skip = {source / name for name in MATHJAX_SKIP}
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if Path(folder) / n in skip]
+
+    shutil.copytree(source, out / "mathjax", dirs_exist_ok=True, ignore=ignore)
+    return True
 
 
 def _pager(prev: ChapterInfo | None, nxt: ChapterInfo | None) -> str:
@@ -80,6 +98,7 @@ def build_site(
     survey = survey or load_survey_map()
     chapters = [read_chapter(p) for p in paths]
     report = SiteReport(out=out, unexecuted=[c.path.name for c in chapters if not c.executed])
+    report.math = math = _copy_mathjax(out)
 
     index = out / "index.html"
     index.write_text(
@@ -89,13 +108,14 @@ def build_site(
             chapters,
             "index.html",
             COURSE,
+            math,
         ),
         encoding="utf-8",
     )
     report.pages.append(index)
     guide = out / "teachers.html"
     guide.write_text(
-        page("Teacher's guide · " + COURSE, teachers(chapters), chapters, "teachers.html", COURSE),
+        page("Teacher's guide · " + COURSE, teachers(chapters), chapters, "teachers.html", COURSE, math),
         encoding="utf-8",
     )
     report.pages.append(guide)
@@ -105,7 +125,8 @@ def build_site(
         main = chapter_card(c) + _pager(prev, nxt) + notebook_body(c) + _pager(prev, nxt)
         target = out / c.page
         target.write_text(
-            page(f"{c.number:02d} {c.title} · {COURSE}", main, chapters, c.page, COURSE), encoding="utf-8"
+            page(f"{c.number:02d} {c.title} · {COURSE}", main, chapters, c.page, COURSE, math),
+            encoding="utf-8",
         )
         report.pages.append(target)
     report.seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+from pathlib import Path
 
 import nbformat
 from jinja2 import DictLoader
@@ -177,8 +178,41 @@ def _nav(chapters: list[ChapterInfo], current: str) -> str:
     return "\n".join(items)
 
 
-def page(title: str, main: str, chapters: list[ChapterInfo], current: str, course: str) -> str:
-    """A whole page: top bar, chapter sidebar, main column; no external resources."""
+# Math: MathJax 2 from the `jupyter-server-mathjax` package (the copy Jupyter's classic notebook served),
+# copied into the site's `mathjax/` folder by the builder, typesets the TeX of the markdown cells with the
+# STIX web fonts that come with it; code cells and outputs (<pre>, <code>) are left alone. The settings keep
+# every request inside the site: no assistive MathML (whose styles name fonts the package does not ship),
+# and a `local()` source for the blank font MathJax measures web fonts against.
+MATHJAX_SKIP = ("jax/output/SVG", "localization", "extensions/a11y")  # parts the settings below never load
+MATHJAX_HEAD = r"""<script type="text/x-mathjax-config">
+MathJax.Hub.Config({
+  tex2jax: {inlineMath: [["$", "$"], ["\\(", "\\)"]], displayMath: [["$$", "$$"], ["\\[", "\\]"]],
+            processEscapes: true},
+  TeX: {extensions: ["AMSmath.js", "AMSsymbols.js", "noErrors.js", "noUndefined.js"]},
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null,
+               styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local('MathJax_Blank')"}}},
+  "fast-preview": {disabled: true}, AssistiveMML: {disabled: true}, menuSettings: {assistiveMML: false},
+  showMathMenu: false, messageStyle: "none"
+});
+</script>
+<script src="mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"></script>"""
+
+
+def mathjax_source() -> Path | None:
+    """MathJax's folder inside the installed `jupyter-server-mathjax` package, or None without it."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    folder = Path(jupyter_server_mathjax.__file__).parent / "static"
+    return folder if (folder / "MathJax.js").is_file() else None
+
+
+def page(
+    title: str, main: str, chapters: list[ChapterInfo], current: str, course: str, math: bool = False
+) -> str:
+    """A whole page: top bar, chapter sidebar, main column; nothing fetched from outside the site.
+    `math=True` loads the site's own copy of MathJax to typeset the equations."""
     top = [("index.html", "Survey map"), ("teachers.html", "Teacher's guide")]
     links = " ".join(
         f'<a href="{href}"{" class=current" if href == current else ""}>{label}</a>' for href, label in top
@@ -188,7 +222,7 @@ def page(title: str, main: str, chapters: list[ChapterInfo], current: str, cours
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <link rel="icon" href="data:,">
-<style>{STYLE}</style></head>
+<style>{STYLE}</style>{MATHJAX_HEAD if math else ""}</head>
 <body>
 <header class="topbar"><a class="brand" href="index.html">{html.escape(course)}</a><nav>{links}</nav></header>
 <div class="layout">
