@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 from rlsurvey.plotting import COLORS
 
 __all__ = [
+    "parse_header",
     "Method",
     "Part",
     "Section",
@@ -237,14 +238,45 @@ def draw_survey_map(survey: SurveyMap | None = None, chapters: range | None = No
     return fig
 
 
+HEADER_FIELD = re.compile(r"^\*\*([A-Za-z][A-Za-z ]*):\*\*[ \t]*", re.M)
+
+
+def parse_header(source: str) -> tuple[str, dict[str, str], list[str]]:
+    """Split a header cell into (title, fields, objectives).
+
+    The title is the first line without '# ' and the chapter number; a field is a paragraph that starts with
+    '**Name:**' and runs to the next field; objectives are the '- ' items of the 'Objectives' field.
+    """
+    lines = source.strip().splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise ValueError(f"a header must start with '# NN · Title', got {lines[:1]!r}")
+    title = re.sub(r"^#\s+\d{2}\s*[·:.-]\s*", "", lines[0]).strip()
+    body = "\n".join(lines[1:])
+    marks = list(HEADER_FIELD.finditer(body))
+    fields = {}
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        fields[m.group(1).strip()] = body[m.end() : nxt.start() if nxt else len(body)].strip()
+    objectives, current = [], None
+    for line in fields.get("Objectives", "").splitlines():
+        if line.lstrip().startswith("- "):
+            current = line.lstrip()[2:].strip()
+            objectives.append(current)
+        elif current is not None and line.strip():
+            objectives[-1] += " " + line.strip()
+    return title, fields, objectives
+
+
 def _header_runtime(path: Path) -> str | None:
-    """The text after '**CPU runtime:**' in a notebook's first cell, or None."""
+    """The first line of the '**CPU runtime:**' field in a notebook's header cell, or None."""
     cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     if not cells:
         return None
-    header = "".join(cells[0].get("source", []))
-    found = re.search(r"\*\*CPU runtime:\*\*\s*([^\n]+)", header)
-    return found.group(1).strip() if found else None
+    try:
+        _, fields, _ = parse_header("".join(cells[0].get("source", [])))
+    except ValueError:
+        return None
+    runtime = fields.get("CPU runtime", "").strip()
+    return runtime.splitlines()[0].strip() if runtime else None
 
 
 def notebook_table(notebook_dir: str | Path | None = None, survey: SurveyMap | None = None) -> list[dict]:

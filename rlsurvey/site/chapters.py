@@ -19,10 +19,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlsurvey.survey import parse_header
+
 __all__ = ["ChapterInfo", "Exercise", "read_chapter", "parse_header", "solution_sources", "NOTEBOOK_NAME"]
 
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_(\w+)\.ipynb$")
-FIELD = re.compile(r"^\*\*([A-Za-z][A-Za-z ]*):\*\*[ \t]*", re.M)
 DATA_HELPERS = ("load_", "make_", "sample_", "draw_")  # data, not solutions
 OPEN_MARK = re.compile(r"\((Open|No check)\b", re.I)
 
@@ -68,31 +69,6 @@ class ChapterInfo:
         if "chapter" not in first.lower():
             return []
         return sorted({int(n) for n in re.findall(r"(?<![\d.])(\d{2})(?![\d.])", first)})
-
-
-def parse_header(source: str) -> tuple[str, dict[str, str], list[str]]:
-    """Split a header cell into (title, fields, objectives).
-
-    The title is the first line without '# ' and the chapter number; a field is a paragraph that starts with
-    '**Name:**' and runs to the next field; objectives are the '- ' items of the 'Objectives' field.
-    """
-    lines = source.strip().splitlines()
-    if not lines or not lines[0].startswith("# "):
-        raise ValueError(f"a header must start with '# NN · Title', got {lines[:1]!r}")
-    title = re.sub(r"^#\s+\d{2}\s*[·:.-]\s*", "", lines[0]).strip()
-    body = "\n".join(lines[1:])
-    marks = list(FIELD.finditer(body))
-    fields = {}
-    for m, nxt in zip(marks, marks[1:] + [None]):
-        fields[m.group(1).strip()] = body[m.end() : nxt.start() if nxt else len(body)].strip()
-    objectives, current = [], None
-    for line in fields.get("Objectives", "").splitlines():
-        if line.lstrip().startswith("- "):
-            current = line.lstrip()[2:].strip()
-            objectives.append(current)
-        elif current is not None and line.strip():
-            objectives[-1] += " " + line.strip()
-    return title, fields, objectives
 
 
 def _exercise_items(markdown: str) -> list[tuple[int, str]]:
