@@ -46,6 +46,15 @@ def tiny_causal_lm(arch: str = "llama", seed: int = 0, vocab_size: int | None = 
     return model, tok
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Every test starts with the same CPU thread count: a test that changes it (or calls code that does)
+    must not change the arithmetic, and so the sampled tokens, of the tests after it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory):
     """A factory: tiny_lm_dir("llama" | "gpt2") -> path of a saved random causal LM with its tokenizer."""

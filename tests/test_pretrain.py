@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlsurvey.lm import load_model
@@ -16,7 +17,9 @@ SMALL = TinyLlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads
 
 def test_shortened_cli_run_saves_a_loadable_model_whose_loss_falls(tmp_path):
     out = tmp_path / "arith-small"
+    torch.set_num_threads(3)
     hist = main(["--world", "arithmetic", "--steps", "60", "--n-train", "1000", "--out", str(out)])
+    assert torch.get_num_threads() == 3, "main() trains on its --threads and gives the caller's count back"
     first, last = sum(hist["train_loss"][:5]) / 5, sum(hist["train_loss"][-10:]) / 10
     assert last < first - 0.5, (first, last)
     assert hist["eval_step"] == [0, 60] and hist["val_loss"][-1] < hist["val_loss"][0] - 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -38,6 +39,35 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     assert listed == wanted, (
         f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
     )
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[_name(name)] = version.strip()
+    return pins
+
+
+def test_the_lock_pins_every_installed_package_and_the_readme_names_its_versions():
+    """constraints.txt covers everything set-up installs; in the locked environment the versions match."""
+    from importlib.metadata import distributions
+
+    pins = _lock()
+    installed = {_name(d.metadata["Name"]): d.version for d in distributions()}
+    installed.pop("rlsurvey", None)
+    installed.pop("pip", None)
+    installed.pop("setuptools", None)  # the build backend; pip brings its own when it needs it
+    if Path(sys.prefix).name != ".venv":
+        pytest.skip(f"not the locked environment ({sys.prefix}); `course.py test --latest` runs newer ones")
+    missing = sorted(set(installed) - set(pins))
+    assert not missing, f"installed but not in constraints.txt: {missing}"
+    differ = {n: (v, pins[n]) for n, v in installed.items() if v.split("+")[0] != pins[n]}
+    assert not differ, f"installed version differs from the lock (installed, locked): {differ}"
+    readme = (ROOT / "README.md").read_text()
+    for name in ("torch", "transformers", "datasets", "tokenizers", "accelerate", "triton"):
+        assert f"{name} {pins[name]}" in readme, f"README must name {name} {pins[name]}, the locked version"
 
 
 def test_every_notebook_is_collected(request):

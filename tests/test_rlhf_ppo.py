@@ -226,6 +226,12 @@ def _a_preferences(n: int, seed: int) -> Dataset:
 
 
 def test_short_run_improves_reward_model_accuracy_and_policy_reward():
+    """A reward model learns to count "a"s, then PPO against it raises both its score and the gold count.
+
+    The margins were measured over seeds, not taken from one lucky run: 20 PPO steps were too few (on one
+    CPU thread two of four seeds moved the score by under +0.6), so the run has 40. Over PPO seeds 0-5 on 1
+    thread and 0-3 on 2 threads, the score gained between +10.6 and +13.5 and the gold count between +4.3
+    and +7.8; the thresholds below sit far under the smallest of those and far above no learning (0)."""
     train, held_out = _a_preferences(160, seed=0), _a_preferences(64, seed=1)
     policy, tok = tiny_causal_lm("llama", seed=1)
     torch.manual_seed(0)
@@ -242,12 +248,12 @@ def test_short_run_improves_reward_model_accuracy_and_policy_reward():
     )
     start = evaluate()
     ppo = RLHFPPOConfig(
-        steps=20, batch_size=16, max_new_tokens=8, learning_rate=3e-3, kl_coef=0.01, progress=False
+        steps=40, batch_size=16, max_new_tokens=8, learning_rate=3e-3, kl_coef=0.01, progress=False
     )
     history = RLHFPPOTrainer(policy, tok, rm, ppo, reference=reference, gold_fn=count_a).train(PROMPTS)
     end = evaluate()
-    assert end["score"] > start["score"] + 1.0, (start["score"], end["score"])
-    assert end["gold"] > start["gold"] + 1.0, (start["gold"], end["gold"])
+    assert end["score"] > start["score"] + 4.0, (start["score"], end["score"])
+    assert end["gold"] > start["gold"] + 2.0, (start["gold"], end["gold"])
     assert start["kl"] == pytest.approx(0.0, abs=1e-5) and end["kl"] > 0
     assert history[-1]["objective/gold"] > history[0]["objective/gold"]
 

@@ -225,7 +225,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (fixed for determinism)")
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return _main(args)
+    finally:
+        torch.set_num_threads(threads)  # called in-process (a test, a notebook): leave the caller's count
+
+
+def _main(args: argparse.Namespace) -> dict:
     over = {k: v for k, v in (("steps", args.steps), ("n_train", args.n_train)) if v is not None}
     config = PretrainConfig.for_world(args.world, seed=args.seed, **over)
     if args.out is None:
