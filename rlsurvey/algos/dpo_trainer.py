@@ -43,6 +43,19 @@ from tqdm.auto import tqdm
 from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
 from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
 from rlsurvey.algos.rollout import disable_dropout
+from rlsurvey.checkpoint import (
+    NonFiniteLossError,
+    StopOnSignal,
+    TrainingInterrupted,
+    check_finite,
+    check_weights,
+    load_trainer_state,
+    load_weights,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
 from rlsurvey.lm.logprobs import response_logprobs
@@ -89,7 +102,9 @@ class DPOConfig:
     disable_dropout: bool = True  # dropout would make the policy/reference log-ratio noisy even at step 0
     logging_steps: int = 1  # optimizer steps averaged into one history entry
     save_steps: int | None = None  # save output_dir/checkpoint-<step> every this many steps (None: never)
+    save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
     output_dir: str | None = None  # checkpoints: HF directories (model, tokenizer, trainer_state.json)
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
     progress: bool = True  # show a tqdm progress bar
     ipo_length_normalize: bool = True  # IPO on per-token mean log-ratios (see rlsurvey.algos.dpo)
     dpop_lambda: float = 50.0  # λ of DPO-Positive: penalty weight when log π(y_w) drops below the reference
@@ -111,7 +126,13 @@ class DPOConfig:
             raise ValueError(f"lr_scheduler must be 'linear' or 'constant', got {self.lr_scheduler!r}")
         for name in ("batch_size", "gradient_accumulation_steps", "ref_batch_size", "logging_steps"):
             _check_int(name, getattr(self, name), none_ok=False)
-        for name in ("max_steps", "save_steps", "max_prompt_length", "max_completion_length"):
+        for name in (
+            "max_steps",
+            "save_steps",
+            "save_total_limit",
+            "max_prompt_length",
+            "max_completion_length",
+        ):
             _check_int(name, getattr(self, name), none_ok=True)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
@@ -406,6 +427,7 @@ class DPOTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.optimizer = self.dist.prepare(optimizer, model=model)
         self.step, self.history = 0, []
+        self.last_checkpoint: Path | None = None
         self._bdpo_baseline: float | None = None
         self._order, self._cursor, self._epoch = torch.empty(0, dtype=torch.long), 0, 0
         self._gen = torch.Generator().manual_seed(c.seed)
@@ -551,32 +573,100 @@ class DPOTrainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         norm = self.dist.clip_grad_norm_(params, c.max_grad_norm or float("inf"))
         lr = self.scheduler.get_last_lr()[0]
+        try:  # a NaN or infinite loss or gradient: stop before the update spreads it into the weights
+            check_finite({**sums, "grad_norm": float(norm)}, self.step + 1, ("loss", "grad_norm"),
+                         self.last_checkpoint)  # fmt: skip
+            if "loss" not in sums:
+                raise NonFiniteLossError(f"stopped at step {self.step + 1}: the loss is NaN")
+        except NonFiniteLossError:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {**sums, "grad_norm": float(norm), "learning_rate": lr}
 
-    def train(self, steps: int | None = None) -> list[dict]:
+    def train(self, steps: int | None = None, callback=None) -> list[dict]:
         """Run `steps` optimizer steps (default: up to `num_steps`). Returns `history`: one dict per logged
         step with TRL's names (loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
-        logps/chosen, logps/rejected, grad_norm, learning_rate) plus step and epoch."""
+        logps/chosen, logps/rejected, grad_norm, learning_rate) plus step and epoch.
+
+        callback(row) is called with each logged row as soon as it exists (the CLI appends it to
+        metrics.jsonl). With `resume_from_checkpoint` the run first restores a checkpoint (weights,
+        optimizer, scheduler, step, data order, generators) and goes on exactly as the uninterrupted run
+        would have. A NaN or infinite loss or gradient raises NonFiniteLossError before the update; SIGINT or
+        SIGTERM saves a checkpoint (when output_dir is set) and raises TrainingInterrupted."""
         c = self.config
+        if c.resume_from_checkpoint is not None and self.step == 0:
+            self.resume(resolve_checkpoint(c.resume_from_checkpoint, c.output_dir))
         end = self.num_steps if steps is None else self.step + steps
         pending: list[dict] = []
         bar = tqdm(range(self.step, end), desc=f"{c.loss_type} training", disable=not c.progress, leave=False)
-        for _ in bar:
-            pending.append(self.training_step())
-            if len(pending) == c.logging_steps or self.step == end:
-                keys = {k for p in pending for k in p}
-                entry = {k: sum(p[k] for p in pending if k in p) / sum(k in p for p in pending) for k in keys}
-                epoch = self._epoch - 1 + self._cursor / len(self.train_data)
-                self.history.append({**entry, "step": self.step, "epoch": epoch})
-                bar.set_postfix(loss=f"{entry['loss']:.4f}")
-                pending = []
-            if c.save_steps and self.step % c.save_steps == 0:
-                self.save(Path(c.output_dir) / f"checkpoint-{self.step}")
+        with StopOnSignal() as stop:
+            for _ in bar:
+                pending.append(self.training_step())
+                if len(pending) == c.logging_steps or self.step == end:
+                    keys = {k for p in pending for k in p}
+                    entry = {
+                        k: sum(p[k] for p in pending if k in p) / sum(k in p for p in pending) for k in keys
+                    }
+                    epoch = self._epoch - 1 + self._cursor / len(self.train_data)
+                    self.history.append({**entry, "step": self.step, "epoch": epoch})
+                    if callback is not None:
+                        callback(self.history[-1])
+                    bar.set_postfix(loss=f"{entry['loss']:.4f}")
+                    pending = []
+                if c.save_steps and self.step % c.save_steps == 0:
+                    self.save_checkpoint()
+                if stop.requested:
+                    saved = self.save_checkpoint() if c.output_dir else None
+                    raise TrainingInterrupted(
+                        f"{stop.requested} at step {self.step}: "
+                        + (
+                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
+                        ),
+                        saved,
+                    )
         return self.history
+
+    def save_checkpoint(self) -> Path | None:
+        """Write output_dir/checkpoint-<step> atomically with everything `resume` needs."""
+        c = self.config
+        weights = self.dist.state_dict("model")
+        path = None
+        if self.dist.is_main:
+            check_weights(self.model, self.step, self.last_checkpoint)
+
+            def write(tmp: Path) -> None:
+                self.model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
+                self.tokenizer.save_pretrained(tmp)
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+
+            own = {"gen": self._gen.get_state(), "order": self._order, "cursor": self._cursor,
+                   "epoch": self._epoch, "bdpo_baseline": self._bdpo_baseline}  # fmt: skip
+            state = {"config": asdict(c), "history": self.history}
+            rng = {"global": rng_state(), "trainer": own}
+            path = save_checkpoint(c.output_dir, self.step, write, state, rng, c.save_total_limit)
+            self.last_checkpoint = path
+        self.dist.wait()
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        """Restore a checkpoint written by `save_checkpoint` into this trainer."""
+        path = Path(path)
+        state, rng = load_trainer_state(path)
+        load_weights(self.model, path)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        own = rng["trainer"]
+        self._gen.set_state(own["gen"])
+        self._order, self._cursor, self._epoch = own["order"], own["cursor"], own["epoch"]
+        self._bdpo_baseline = own["bdpo_baseline"]
+        set_rng_state(rng["global"])
+        self.step, self.history = int(state["step"]), list(state["history"])
+        self.last_checkpoint = path
 
     @torch.no_grad()
     def evaluate(self, dataset=None) -> dict:

@@ -13,12 +13,25 @@ about. Because only differences enter the loss, a reward model is defined up to 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rlsurvey.checkpoint import (
+    StopOnSignal,
+    TrainingInterrupted,
+    check_finite,
+    check_weights,
+    load_trainer_state,
+    load_weights,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rlsurvey.distributed import get_distributed
 from rlsurvey.rewards.reward_model import RewardModel
 
@@ -101,6 +114,10 @@ class RewardTrainingConfig:
     seed: int = 0  # shuffling seed
     progress: bool = True  # show a progress bar
     distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
+    output_dir: str | None = None  # checkpoints go here as checkpoint-<step> (HF directories)
+    save_steps: int | None = None  # save a checkpoint every this many steps (None: never)
+    save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
 
 
 def _pairs(dataset) -> tuple[list[str], list[str], list[str]]:
@@ -136,10 +153,19 @@ def _pair_loss(model, config, idx, prompts, chosen, rejected, margins):
     return loss, metrics
 
 
-def train_reward_model(model: RewardModel, dataset, config: RewardTrainingConfig | None = None) -> list[dict]:
+def train_reward_model(
+    model: RewardModel, dataset, config: RewardTrainingConfig | None = None, callback=None
+) -> list[dict]:
     """Fit `model` to the pairs of `dataset` (columns prompt, chosen, rejected) by the Bradley-Terry loss.
 
     Returns the history: one dict of metrics per optimizer step (loss, accuracy, margin, grad_norm).
+    callback(row) gets each row as soon as it exists (the CLI appends it to metrics.jsonl).
+
+    Checkpoints: with `output_dir` and `save_steps`, checkpoint-<step> directories are written atomically
+    (the model, optimizer, data order and generators); `resume_from_checkpoint` (a path, or "latest")
+    continues such a run exactly as if it had not stopped. A NaN or infinite loss or gradient raises
+    NonFiniteLossError before the update; SIGINT or SIGTERM saves a checkpoint and raises
+    TrainingInterrupted.
 
     On several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`)
     `batch_size` stays the global batch: each process scores its slice, DDP averages the gradients so that
@@ -154,30 +180,81 @@ def train_reward_model(model: RewardModel, dataset, config: RewardTrainingConfig
     opt = dist.prepare(opt, model=model)
     g = torch.Generator().manual_seed(config.seed)
     n = len(prompts)
-    steps = config.epochs * math.ceil(n / config.batch_size)
+    per_epoch = math.ceil(n / config.batch_size)
+    steps = config.epochs * per_epoch
     history: list[dict] = []
+    step, last_checkpoint = 0, None
+    epoch_start = g.get_state()  # the generator before this epoch's shuffle: enough to redo the order
+    resume = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    if resume is not None:
+        state, rng = load_trainer_state(resume)
+        load_weights(model.model, resume)
+        opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=False))
+        step, history, last_checkpoint = int(state["step"]), list(state["history"]), resume
+        epoch_start = rng["trainer"]["epoch_start"]
+        g.set_state(rng["trainer"]["generator"])
+        set_rng_state(rng["global"])
+
+    def checkpoint() -> Path | None:
+        if not dist.is_main:
+            return None
+        check_weights(model, step, last_checkpoint)
+
+        def write(tmp: Path) -> None:
+            model.save_pretrained(tmp)
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+
+        rng = {"global": rng_state(), "trainer": {"epoch_start": epoch_start, "generator": g.get_state()}}
+        state = {"config": asdict(config), "history": history}
+        return save_checkpoint(config.output_dir, step, write, state, rng, config.save_total_limit)
+
     model.train()
-    bar = tqdm(total=steps, desc="reward model", disable=not config.progress)
-    for _ in range(config.epochs):
-        order = torch.randperm(n, generator=g).tolist()
-        for i in range(0, n, config.batch_size):
-            batch = order[i : i + config.batch_size]
-            idx = dist.shard(batch)  # this process's pairs (all of them on one process)
-            opt.zero_grad(set_to_none=True)
-            if idx:
-                loss, metrics = dist.run(_pair_loss, model, config, idx, prompts, chosen, rejected, margins)
-                row = {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}}
-            else:  # more processes than pairs left: this one still joins the gradient all-reduce
-                loss, row = dist.zero_loss(model), {}
-            # mean over this process's pairs -> its part of the mean over the batch (see distributed.py)
-            dist.backward(loss * (len(idx) / len(batch) * dist.world_size) if dist.world_size > 1 else loss)
-            norm = dist.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            opt.step()
-            row = dist.sum_metrics({k: v * len(idx) / len(batch) for k, v in row.items()})
-            row["grad_norm"] = float(norm)  # before clipping, of the whole batch's gradient
-            history.append(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+    bar = tqdm(total=steps, initial=step, desc="reward model", disable=not config.progress)
+    with StopOnSignal() as stop:
+        for epoch in range(step // per_epoch if step < steps else config.epochs, config.epochs):
+            skip = step - epoch * per_epoch  # batches of this epoch already done (a resumed run)
+            if skip == 0:
+                epoch_start = g.get_state()
+            else:
+                g.set_state(epoch_start)
+            order = torch.randperm(n, generator=g).tolist()
+            for i in range(skip * config.batch_size, n, config.batch_size):
+                batch = order[i : i + config.batch_size]
+                idx = dist.shard(batch)  # this process's pairs (all of them on one process)
+                opt.zero_grad(set_to_none=True)
+                if idx:
+                    loss, metrics = dist.run(
+                        _pair_loss, model, config, idx, prompts, chosen, rejected, margins
+                    )
+                    row = {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}}
+                else:  # more processes than pairs left: this one still joins the gradient all-reduce
+                    loss, row = dist.zero_loss(model), {}
+                # mean over this process's pairs -> its part of the mean over the batch (see distributed.py)
+                dist.backward(
+                    loss * (len(idx) / len(batch) * dist.world_size) if dist.world_size > 1 else loss
+                )
+                norm = dist.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                row = dist.sum_metrics({k: v * len(idx) / len(batch) for k, v in row.items()})
+                row["grad_norm"] = float(norm)  # before clipping, of the whole batch's gradient
+                check_finite(row, step + 1, ("loss", "grad_norm"), last_checkpoint)  # before the update
+                opt.step()
+                step += 1
+                history.append(row)
+                if callback is not None:
+                    callback({"step": step, **row})
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+                if config.output_dir and config.save_steps and step % config.save_steps == 0:
+                    last_checkpoint = checkpoint() or last_checkpoint
+                if stop.requested:
+                    saved = checkpoint() if config.output_dir else None
+                    raise TrainingInterrupted(
+                        f"{stop.requested} at step {step}: "
+                        + (
+                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
+                        ),
+                        saved,
+                    )
     bar.close()
     model.eval()
     return history

@@ -1,0 +1,284 @@
+"""Checkpoints that survive crashes, runs that resume exactly, and runs that stop cleanly.
+
+Every trainer of the package (reward model, PPO, RLOO/GRPO, the DPO family) uses the same pieces:
+
+- `save_checkpoint`: `checkpoint-<step>` is written into a temporary directory and renamed into place, so a
+  crash while saving never leaves a half-written checkpoint; only the newest `save_total_limit` are kept.
+- `resolve_checkpoint`: `resume_from_checkpoint="latest"` (or a path) finds the newest complete checkpoint.
+- `rng_state` / `set_rng_state`: Python's, NumPy's and torch's generators, so the resumed run draws what
+  the uninterrupted one would have.
+- `check_finite`: a NaN or infinite loss stops the run, naming the step and the metric, before any update.
+- `StopOnSignal`: SIGINT and SIGTERM finish the current step, save a checkpoint and stop cleanly.
+- `MetricsFile`: metrics.jsonl is appended and flushed at every logging step; a resumed run drops the rows
+  after its checkpoint, so the file reads as one uninterrupted run.
+
+A checkpoint directory holds the model (safetensors and tokenizer, loadable by plain transformers),
+`optimizer.pt` and `scheduler.pt` where the trainer has them, `rng_state.pt` (generators and the trainer's own
+sampling state) and `trainer_state.json` (the step, the history so far, the config).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "MetricsFile",
+    "NonFiniteLossError",
+    "StopOnSignal",
+    "TrainingInterrupted",
+    "check_finite",
+    "check_weights",
+    "load_weights",
+    "list_checkpoints",
+    "load_trainer_state",
+    "resolve_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+CHECKPOINT_PREFIX = "checkpoint-"
+TRAINER_STATE = "trainer_state.json"
+RNG_FILE = "rng_state.pt"
+_STEP = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or metric became NaN or infinite; the update of that step was not applied."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved (its path is `.checkpoint`)."""
+
+    def __init__(self, message: str, checkpoint: Path | None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Random generators
+# ---------------------------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict:
+    """The state of every global generator a training step may draw from."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global generator is what code seeds)
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing and finding checkpoints
+# ---------------------------------------------------------------------------------------------------------
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under `output_dir`, oldest step first (temporary directories are not listed)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP.match(p.name))]
+    return [p for _, p in sorted(found) if (p / TRAINER_STATE).is_file()]
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    write: Callable[[Path], None],
+    state: dict,
+    rng: dict | None = None,
+    total_limit: int | None = None,
+) -> Path:
+    """Write `output_dir/checkpoint-<step>` atomically and return its path.
+
+    write(path) stores the model, optimizer and so on into `path`, a temporary directory beside the final
+    one; then `rng` goes to rng_state.pt and `state` (JSON) to trainer_state.json, the file whose presence
+    marks a complete checkpoint; then the directory is renamed into place in one step. Older checkpoints
+    beyond `total_limit` are removed after the new one is in place.
+    """
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    write(tmp)
+    torch.save(rng if rng is not None else rng_state(), tmp / RNG_FILE)
+    with (tmp / TRAINER_STATE).open("w") as f:
+        json.dump(_json_safe({"step": step, **state}), f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    if final.exists():  # the same step saved again (a resumed run): replace it whole
+        old = root / f".old-{CHECKPOINT_PREFIX}{step}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    if total_limit is not None:
+        for stale in list_checkpoints(root)[:-total_limit]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def resolve_checkpoint(resume: str | Path | None, output_dir: str | Path | None) -> Path | None:
+    """The checkpoint to resume from: None, "latest" (the newest complete one in `output_dir`) or a path."""
+    if resume is None or resume is False:
+        return None
+    if str(resume) == "latest":
+        if output_dir is None:
+            raise ValueError("resume_from_checkpoint='latest' needs an output_dir to look in")
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise FileNotFoundError(f"resume_from_checkpoint='latest': no checkpoint in {output_dir}")
+        return found[-1]
+    path = Path(resume)
+    if not (path / TRAINER_STATE).is_file():
+        raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a checkpoint (no {TRAINER_STATE})")
+    return path
+
+
+def load_trainer_state(path: str | Path) -> tuple[dict, dict]:
+    """(trainer_state.json, rng_state.pt) of a checkpoint."""
+    path = Path(path)
+    state = json.loads((path / TRAINER_STATE).read_text())
+    rng = torch.load(path / RNG_FILE, weights_only=False)
+    return state, rng
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stopping
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_finite(row: dict, step: int, keys: Iterable[str] = ("loss",), last_checkpoint=None) -> None:
+    """Raise NonFiniteLossError if any of `keys` in `row` is NaN or infinite (missing keys are skipped)."""
+    for key in keys:
+        if key in row and row[key] is not None and not math.isfinite(float(row[key])):
+            kept = (
+                f"the last good checkpoint is {last_checkpoint}"
+                if last_checkpoint
+                else "no checkpoint was written before it"
+            )
+            raise NonFiniteLossError(
+                f"stopped at step {step}: {key} is {float(row[key])}; the update was not applied; {kept}"
+            )
+
+
+class StopOnSignal:
+    """Within `with StopOnSignal() as stop:`, SIGINT and SIGTERM set `stop.requested` instead of killing
+    the process, so the loop can finish its step and save. A second signal stops at once. Outside the main
+    thread (where handlers cannot be installed) it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:  # asked twice: give up waiting
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics.jsonl
+# ---------------------------------------------------------------------------------------------------------
+
+
+class MetricsFile:
+    """Appends one JSON object per logged step to `path` and flushes it at once.
+
+    resume_step: a resumed run keeps the rows up to that step and drops the later ones (written after the
+    checkpoint by the interrupted run), so the file reads as one run. None starts a new file.
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None = None, enabled: bool = True):
+        self.path, self.enabled, self.count = Path(path), enabled, 0
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[str] = []
+        if resume_step is not None and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step:
+                    kept.append(line)
+        self.count = len(kept)
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, row: dict) -> None:
+        self.count += 1
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(_json_safe(row)) + "\n")
+                f.flush()
+
+
+def check_weights(model, step: int, last_checkpoint=None) -> None:
+    """Refuse to save weights that are no longer finite (the last good checkpoint stays the newest)."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            kept = (
+                f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint kept"
+            )
+            raise NonFiniteLossError(
+                f"stopped at step {step}: parameter {name} is not finite; not saved; {kept}"
+            )
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Copy the weights of the HF directory `path` into the HF model `model` in place (tied weights too)."""
+    loaded = type(model).from_pretrained(path, dtype=next(model.parameters()).dtype)
+    model.load_state_dict(loaded.state_dict())

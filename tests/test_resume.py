@@ -1,0 +1,181 @@
+"""Checkpoints and resume: a run stopped at step k and resumed equals the uninterrupted run, for every
+trainer; checkpoints are written atomically and rotated; a NaN stops a run and keeps the last good
+checkpoint; SIGTERM saves and stops."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+
+from rlsurvey.checkpoint import (
+    MetricsFile,
+    NonFiniteLossError,
+    list_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from tests.conftest import tiny_causal_lm
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ["the film was ", "a ", "my day, in short: ", "ok"]
+PAIRS = {
+    "prompt": ["the film was", "a", "the food was good and", "it", "the plot", "we saw", "so", "then"],
+    "chosen": [" great.", " fine film!", " cheap.", " works well", " was clever.", " a show", " good", " yes"],
+    "rejected": [" bad", " dull film.", " slow", " broke", " made no sense", " nothing?", " no", " ugh"],
+}
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_run(full_hist, full_params, resumed_hist, resumed_params):
+    assert len(full_hist) == len(resumed_hist)
+    for a, b in zip(full_hist, resumed_hist):
+        assert set(a) == set(b)
+        for k in a:
+            if isinstance(a[k], (int, float)) and not (isinstance(a[k], float) and math.isnan(a[k])):
+                assert b[k] == pytest.approx(a[k], abs=1e-6, rel=1e-6), (k, a, b)
+    for k, v in full_params.items():
+        torch.testing.assert_close(resumed_params[k], v, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shared pieces
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_save_checkpoint_is_atomic_rotates_and_resolves_latest(tmp_path):
+    def write(path):
+        (path / "weights.txt").write_text("w")
+
+    for step in (2, 4, 6):
+        save_checkpoint(tmp_path, step, write, {"history": []}, total_limit=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+    assert resolve_checkpoint("latest", tmp_path).name == "checkpoint-6"
+    (tmp_path / "checkpoint-9").mkdir()  # a directory without trainer_state.json is not a checkpoint
+    assert resolve_checkpoint("latest", tmp_path).name == "checkpoint-6"
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        resolve_checkpoint(tmp_path / "checkpoint-9", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resolve_checkpoint("latest", tmp_path / "empty")
+
+    def crash(path):
+        (path / "weights.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, 8, crash, {"history": []}, total_limit=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_metrics_file_flushes_each_row_and_drops_rows_after_the_resumed_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsFile(path)
+    for step in range(1, 6):
+        log.write({"step": step, "loss": 1.0 / step})
+        assert len(path.read_text().splitlines()) == step  # on disk at once, not when training ends
+    log = MetricsFile(path, resume_step=3)
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3]
+    log.write({"step": 4, "loss": float("nan")})
+    assert json.loads(path.read_text().splitlines()[-1]) == {"step": 4, "loss": None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DPO
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _dpo(out, **kw):
+    from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
+
+    model, tok = tiny_causal_lm("llama", seed=5)
+    kw = {"progress": False, "learning_rate": 1e-3, "batch_size": 3, "max_steps": 6, "output_dir": str(out), **kw}
+    cfg = DPOConfig(**kw)
+    return DPOTrainer(model, tok, datasets.Dataset.from_dict(PAIRS), cfg)
+
+
+def test_dpo_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    full = _dpo(tmp_path / "full")
+    full_hist = full.train()
+    part = _dpo(tmp_path / "part", save_steps=2, save_total_limit=2)
+    part.train(steps=3)  # interrupted after step 3: the newest checkpoint is step 2
+    assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-2"]
+    resumed = _dpo(tmp_path / "part", save_steps=2, save_total_limit=2, resume_from_checkpoint="latest")
+    hist = resumed.train()
+    _assert_same_run(full_hist, _params(full.model), hist, _params(resumed.model))
+    assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_dpo_nan_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    trainer = _dpo(tmp_path, save_steps=1, learning_rate=1e30)
+    with pytest.raises(NonFiniteLossError, match=r"stopped at step \d+: (loss|grad_norm|parameter)"):
+        trainer.train()
+    kept = list_checkpoints(tmp_path)
+    for ckpt in kept:
+        model = AutoModelForCausalLM.from_pretrained(ckpt)
+        assert all(torch.isfinite(p).all() for p in model.parameters()), ckpt
+    assert len(kept) < 6, "the run went on after its loss stopped being finite"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reward model
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _reward(out, **kw):
+    from rlsurvey.algos.rlhf_ppo import value_model_from_policy
+    from rlsurvey.rewards import RewardModel, RewardTrainingConfig
+
+    policy, tok = tiny_causal_lm("llama", seed=2)
+    torch.manual_seed(0)
+    rm = RewardModel(value_model_from_policy(policy, tok).model, tok)
+    cfg = {"epochs": 3, "batch_size": 3, "learning_rate": 3e-3, "progress": False, "output_dir": str(out), **kw}
+    return rm, RewardTrainingConfig(**cfg)
+
+
+def test_reward_model_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    from rlsurvey.rewards import train_reward_model
+
+    data = datasets.Dataset.from_dict(PAIRS)  # 8 pairs, batch 3: 3 steps an epoch, the last one short
+    rm, cfg = _reward(tmp_path / "full")
+    full_hist = train_reward_model(rm, data, cfg)
+    full_params = _params(rm)
+    assert len(full_hist) == 9
+    for stop_at in (4, 6):  # inside an epoch, and on an epoch's boundary
+        out = tmp_path / f"part{stop_at}"
+        rm, cfg = _reward(out, save_steps=1, epochs=3)
+        rows = []
+
+        def interrupt(row, stop_at=stop_at):
+            rows.append(row)
+            if row["step"] == stop_at:
+                raise KeyboardInterrupt  # a crash right after checkpoint-<stop_at - 1> was written
+
+        with pytest.raises(KeyboardInterrupt):
+            train_reward_model(rm, data, cfg, callback=interrupt)
+        assert list_checkpoints(out)[-1].name == f"checkpoint-{stop_at - 1}"
+        rm, cfg = _reward(out, save_steps=1, resume_from_checkpoint="latest")
+        hist = train_reward_model(rm, data, cfg)
+        _assert_same_run(full_hist, full_params, hist, _params(rm))
+
+
+def test_reward_model_nan_loss_stops_before_the_update(tmp_path):
+    from rlsurvey.rewards import train_reward_model
+
+    rm, cfg = _reward(tmp_path, save_steps=1, learning_rate=1e30)
+    with pytest.raises(NonFiniteLossError, match=r"stopped at step \d+"):
+        train_reward_model(rm, datasets.Dataset.from_dict(PAIRS), cfg)
+    assert list_checkpoints(tmp_path), "the steps before the NaN were saved"
