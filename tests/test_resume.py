@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import datasets
@@ -30,7 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["the film was ", "a ", "my day, in short: ", "ok"]
 PAIRS = {
     "prompt": ["the film was", "a", "the food was good and", "it", "the plot", "we saw", "so", "then"],
-    "chosen": [" great.", " fine film!", " cheap.", " works well", " was clever.", " a show", " good", " yes"],
+    "chosen": [
+        " great.",
+        " fine film!",
+        " cheap.",
+        " works well",
+        " was clever.",
+        " a show",
+        " good",
+        " yes",
+    ],
     "rejected": [" bad", " dull film.", " slow", " broke", " made no sense", " nothing?", " no", " ugh"],
 }
 
@@ -100,7 +104,14 @@ def _dpo(out, **kw):
     from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 
     model, tok = tiny_causal_lm("llama", seed=5)
-    kw = {"progress": False, "learning_rate": 1e-3, "batch_size": 3, "max_steps": 6, "output_dir": str(out), **kw}
+    kw = {
+        "progress": False,
+        "learning_rate": 1e-3,
+        "batch_size": 3,
+        "max_steps": 6,
+        "output_dir": str(out),
+        **kw,
+    }
     cfg = DPOConfig(**kw)
     return DPOTrainer(model, tok, datasets.Dataset.from_dict(PAIRS), cfg)
 
@@ -142,7 +153,14 @@ def _reward(out, **kw):
     policy, tok = tiny_causal_lm("llama", seed=2)
     torch.manual_seed(0)
     rm = RewardModel(value_model_from_policy(policy, tok).model, tok)
-    cfg = {"epochs": 3, "batch_size": 3, "learning_rate": 3e-3, "progress": False, "output_dir": str(out), **kw}
+    cfg = {
+        "epochs": 3,
+        "batch_size": 3,
+        "learning_rate": 3e-3,
+        "progress": False,
+        "output_dir": str(out),
+        **kw,
+    }
     return rm, RewardTrainingConfig(**cfg)
 
 
@@ -179,3 +197,41 @@ def test_reward_model_nan_loss_stops_before_the_update(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"stopped at step \d+"):
         train_reward_model(rm, datasets.Dataset.from_dict(PAIRS), cfg)
     assert list_checkpoints(tmp_path), "the steps before the NaN were saved"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GRPO and RLOO
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _count_a(prompts, completions):
+    return [float(c.count("a")) for c in completions]
+
+
+@pytest.mark.parametrize("preset", ["grpo", "rloo"])
+def test_grpo_and_rloo_resumed_runs_equal_the_uninterrupted_ones(tmp_path, preset):
+    from rlsurvey.algos.grpo import GRPOConfig, train_grpo
+    from rlsurvey.algos.rloo import rloo_config
+
+    def run(out, reward=_count_a, **kw):
+        policy, tok = tiny_causal_lm("llama", seed=1)
+        base = GRPOConfig() if preset == "grpo" else rloo_config()
+        fields = {"steps": 6, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 5, "learning_rate": 3e-3,
+                  "progress": False, "checkpoint_dir": str(out), "epochs": 2, "minibatch_size": 4,
+                  "kl_coef": 0.05, **kw}  # fmt: skip
+        cfg = base.__class__(**{**base.__dict__, **fields})
+        return policy, train_grpo(policy, tok, PROMPTS, reward, cfg)
+
+    def crash(prompts, completions, calls=[0]):  # noqa: B006 (a call counter)
+        calls[0] += 1
+        if calls[0] == 5:  # killed in the fifth rollout: checkpoint-4 is the newest
+            raise KeyboardInterrupt
+        return _count_a(prompts, completions)
+
+    policy, full_hist = run(tmp_path / "full")
+    full_params = _params(policy)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part", crash, save_steps=2, save_total_limit=1)
+    assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-4"]
+    policy, hist = run(tmp_path / "part", save_steps=2, resume_from_checkpoint="latest")
+    _assert_same_run(full_hist, full_params, hist, _params(policy))

@@ -11,30 +11,25 @@ test-output/site-landing.png, one of chapter 07's equations in test-output/site-
 from __future__ import annotations
 
 import base64
-import fcntl
 import functools
 import http.server
 import importlib.util
 import json
-import os
-import queue
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from chromium import CHROMIUM, Chromium
 
 from rlsurvey.site import SYLLABUS, build_site, read_chapter, solution_sources, syllabus_problems
 from rlsurvey.site.chapters import parse_header
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path(os.environ.get("RLSURVEY_CHROMIUM", "/usr/bin/chromium"))
 # A 1x1 red PNG: a figure output for the small notebooks.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
 
@@ -198,99 +193,6 @@ def test_syllabus_covers_every_chapter_after_its_prerequisites():
     assert any("in no week" in p for p in syllabus_problems(chapters, SYLLABUS[:-1]))
 
 
-class Chromium:
-    """A headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4 of the child)."""
-
-    def __init__(self, binary: Path, profile: Path):
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-        # Move the child's ends above 9, so that the shell's "3<&r 4>&w" cannot overwrite one with the other.
-        to_child_r, from_child_w = (self._high(fd) for fd in (to_child_r, from_child_w))
-        flags = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--remote-debugging-pipe",
-            f"--user-data-dir={profile}",
-        ]
-        # bash moves the pipe ends to fds 3 (commands in) and 4 (replies out) before exec'ing Chromium.
-        moves = f"3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-"
-        self.proc = subprocess.Popen(
-            ["/bin/bash", "-c", f'exec "$0" "$@" {moves}', str(binary), *flags],
-            pass_fds=(to_child_r, from_child_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(profile / "chromium.log").open("wb"),
-        )
-        self.log = profile / "chromium.log"
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._next_id = 0
-        self._inbox: queue.Queue = queue.Queue()
-        self.events: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    @staticmethod
-    def _high(fd: int) -> int:
-        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-        os.close(fd)
-        return high
-
-    def _read(self) -> None:
-        buf = b""
-        while chunk := os.read(self._from_child, 1 << 16):
-            buf += chunk
-            *messages, buf = buf.split(b"\0")
-            for m in messages:
-                self._inbox.put(json.loads(m))
-        self._inbox.put(None)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout=30.0):
-        self._next_id += 1
-        msg = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to_child, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._inbox.get(timeout=max(0.1, deadline - time.monotonic()))
-            if reply is None:
-                raise RuntimeError(f"Chromium closed the DevTools pipe: {self.log.read_text()[-2000:]}")
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, timeout=30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, e in enumerate(self.events):
-                if e.get("method") == method:
-                    return self.events.pop(i)
-            reply = self._inbox.get(timeout=max(0.1, deadline - time.monotonic()))
-            if reply is None:
-                raise RuntimeError(f"Chromium closed the DevTools pipe: {self.log.read_text()[-2000:]}")
-            self.events.append(reply)
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=5)
-        except Exception:  # already gone
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        os.close(self._to_child)
-
-
 def _errors(events: list[dict]) -> list[str]:
     """Console errors, uncaught exceptions, error log entries and failed requests among DevTools events."""
     out = []
@@ -342,19 +244,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def test_every_page_in_headless_chromium(served_site, tmp_path):
     report, base = served_site
-    # A short profile path: Chromium's singleton socket path must fit in 108 bytes, pytest's tmp_path may not.
-    profile = Path(tempfile.mkdtemp(prefix="rlsurvey-chromium-"))
-    browser = Chromium(CHROMIUM, profile)
+    browser = Chromium(CHROMIUM)
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable", session=session)
-        browser.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-            session=session,
-        )
+        session = browser.new_page(1280, 900)
         problems, images, solutions, formulas = {}, 0, 0, 0
         for page in report.pages:
             browser.events.clear()
@@ -409,7 +301,6 @@ def test_every_page_in_headless_chromium(served_site, tmp_path):
         assert (tmp_path / "site-landing.png").stat().st_size > 10_000
     finally:
         browser.close()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_readme_syllabus_matches_the_site():

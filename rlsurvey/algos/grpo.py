@@ -33,6 +33,18 @@ from tqdm.auto import tqdm
 from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
 from rlsurvey.algos.policy_loss import AGGREGATIONS, aggregate, clipped_surrogate
 from rlsurvey.algos.rollout import RewardError, RewardFn, collect_rollout, disable_dropout, repeat_prompts
+from rlsurvey.checkpoint import (
+    StopOnSignal,
+    TrainingInterrupted,
+    check_finite,
+    check_weights,
+    load_trainer_state,
+    load_weights,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
 from rlsurvey.lm.logprobs import response_logprobs
@@ -67,6 +79,9 @@ class GRPOConfig:
     seed: int = 0  # prompt order and sampling
     eval_every: int = 10  # call eval_fn every this many steps (and at the start and end)
     checkpoint_dir: str | None = None  # save the policy here at the end and before stopping on a bad reward
+    save_steps: int | None = None  # also save checkpoint_dir/checkpoint-<step> every this many steps
+    save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in checkpoint_dir
     progress: bool = True  # show a progress bar
     distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
@@ -84,6 +99,21 @@ class GRPOConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        from rlsurvey.checks import FieldError, check_fields
+
+        if self.temperature == 0:
+            raise FieldError(
+                "temperature",
+                "temperature must be > 0: at temperature 0 (greedy) the responses of a group are all the "
+                "same, so every group advantage is 0 and nothing is learned",
+            )
+        check_fields(self, {
+            "steps": "int>=1", "prompts_per_step": "int>=1", "group_size": "int>=2", "epochs": "int>=1",
+            "minibatch_size": "int>=1", "max_new_tokens": "int>=1", "eval_every": "int>=1", "top_k": "int>=0",
+            "learning_rate": ">0", "clip_eps": ">0", "clip_eps_high": ">0", "kl_coef": ">=0",
+            "temperature": ">0", "top_p": "(0,1]", "missing_eos_penalty": ">=0", "max_grad_norm": ">0",
+            "weight_decay": ">=0", "save_steps": "int>=1", "save_total_limit": "int>=1",
+        })  # fmt: skip
 
 
 def group_step_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
@@ -103,18 +133,29 @@ def _prompt_sampler(prompts, seed: int) -> Callable[[int], list[str]]:
     pool = list(prompts)
     if not pool or not all(isinstance(p, str) and p for p in pool):
         raise ValueError("prompts must be a non-empty list of non-empty strings, or a callable n -> prompts")
-    rng = random.Random(seed)
-    order: list[str] = []
+    return _PromptCycle(pool, seed)
 
-    def take(n: int) -> list[str]:
+
+class _PromptCycle:
+    """Cycles through a pool in a fresh shuffled order per pass; its state can be saved and restored."""
+
+    def __init__(self, pool: list[str], seed: int):
+        self.pool, self.rng, self.order = pool, random.Random(seed), []
+
+    def __call__(self, n: int) -> list[str]:
         out = []
         while len(out) < n:
-            if not order:
-                order.extend(rng.sample(pool, len(pool)))
-            out.append(order.pop())
+            if not self.order:
+                self.order.extend(self.rng.sample(self.pool, len(self.pool)))
+            out.append(self.order.pop())
         return out
 
-    return take
+    def state(self) -> dict:
+        return {"rng": self.rng.getstate(), "order": list(self.order)}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+        self.order = list(state["order"])
 
 
 def _save(policy, tokenizer, path: str | Path) -> None:
@@ -142,6 +183,7 @@ def train_grpo(
     config: GRPOConfig | None = None,
     reference=None,
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    callback: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Train `policy` in place with group advantages; returns one dict of metrics per step.
 
@@ -151,6 +193,13 @@ def train_grpo(
     can then be compared with one that has it.
     eval_fn: called with the policy at step 0, every `eval_every` steps and at the end; its dict is logged
     under "eval/..." keys (held-out accuracy, say).
+
+    callback(row): called with each history row as soon as it exists (the CLI appends it to metrics.jsonl).
+    Checkpoints: with `checkpoint_dir` and `save_steps`, checkpoint-<step> directories (policy, optimizer,
+    prompt order, generators) are written atomically; `resume_from_checkpoint` ("latest" or a path)
+    continues exactly as the uninterrupted run would (pass the same starting policy: the reference is its
+    copy). A NaN or infinite loss or gradient raises NonFiniteLossError before the update; SIGINT or SIGTERM
+    saves a checkpoint and raises TrainingInterrupted.
 
     Metric names follow TRL's GRPO trainer where one exists: reward, reward_std, frac_reward_zero_std,
     completions/mean_length, kl, entropy, clip_ratio, loss.
@@ -193,6 +242,44 @@ def train_grpo(
     opt = dist.prepare(opt, generates=True, policy=policy)
     gen_seed = random.Random(cfg.seed + 1)
     history: list[dict] = []
+    start, last_checkpoint = 1, None
+    resume = resolve_checkpoint(cfg.resume_from_checkpoint, cfg.checkpoint_dir)
+    if resume is not None:
+        state, rng = load_trainer_state(resume)
+        load_weights(policy, resume)
+        opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=False))
+        if not callable(prompts):
+            next_prompts.set_state(rng["trainer"]["prompts"])
+        gen_seed.setstate(rng["trainer"]["gen_seed"])
+        set_rng_state(rng["global"])
+        start, history, last_checkpoint = int(state["step"]) + 1, list(state["history"]), resume
+
+    def checkpoint(step: int) -> Path | None:
+        if not dist.is_main:
+            return None
+        check_weights(policy, step, last_checkpoint)
+
+        def write(tmp: Path) -> None:
+            _save(policy, tokenizer, tmp)
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+
+        own = {"gen_seed": gen_seed.getstate()}
+        if not callable(prompts):
+            own["prompts"] = next_prompts.state()
+        state = {"config": asdict(cfg), "history": history}
+        return save_checkpoint(
+            cfg.checkpoint_dir,
+            step,
+            write,
+            state,
+            {"global": rng_state(), "trainer": own},
+            cfg.save_total_limit,
+        )
+
+    def log(row: dict) -> None:
+        history.append(row)
+        if callback is not None:
+            callback(row)
 
     def evaluate(step: int) -> dict:
         if eval_fn is None:
@@ -204,91 +291,108 @@ def train_grpo(
         policy.train(was_training)
         return {f"eval/{k}": v for k, v in out.items()} | {"step": step}
 
-    if eval_fn is not None:
-        history.append(evaluate(0))
+    if eval_fn is not None and start == 1:
+        log(evaluate(0))
     policy.train()
     bar = tqdm(
-        range(1, cfg.steps + 1), desc="GRPO" if cfg.advantage != "rloo" else "RLOO", disable=not cfg.progress
+        range(start, cfg.steps + 1),
+        desc="GRPO" if cfg.advantage != "rloo" else "RLOO",
+        disable=not cfg.progress,
     )
-    n = cfg.prompts_per_step * cfg.group_size // world  # this process's responses
-    mb = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
-    # One update per rollout: the update's own forward pass sees the weights that sampled, so it supplies
-    # π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's GRPOTrainer).
-    single_pass = cfg.epochs == 1 and mb >= n
-    temp = cfg.temperature if cfg.temperature > 0 else 1.0
-    for step in bar:
-        batch = repeat_prompts(dist.shard(next_prompts(cfg.prompts_per_step)), cfg.group_size)
-        seed = (gen_seed.randrange(2**31) + 7919 * dist.rank) % 2**31  # each process its own samples
-        try:
-            roll = collect_rollout(
-                policy, tokenizer, batch, reward_fn, reference,
-                cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed,
-                missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
-            )  # fmt: skip
-        except RewardError:
-            if cfg.checkpoint_dir and dist.is_main:
-                _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
-            raise
-        mask = roll.mask
-        g = roll.gen
-        first = None
-        if single_pass:
-            first = dist.run(_policy_pass, policy, g, torch.arange(n, device=mask.device), temp, True)
-            old_logps, entropy = first[0].detach(), first[1]
-        else:
-            old_logps, entropy = roll.logprobs, roll.entropy
-        rewards = roll.scores.to(mask.device).float()
-        seq_kl = None
-        if roll.ref_logprobs is not None:
-            seq_kl = kl_estimate(old_logps, roll.ref_logprobs, mask, "k1", per_sequence=True)
-        if cfg.kl_in_reward and seq_kl is not None:
-            rewards = rewards - cfg.kl_coef * seq_kl
-        adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
+    with StopOnSignal() as stop:
+        n = cfg.prompts_per_step * cfg.group_size // world  # this process's responses
+        mb = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
+        # One update per rollout: the update's own forward pass sees the weights that sampled, so it
+        # supplies π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's
+        # GRPOTrainer).
+        single_pass = cfg.epochs == 1 and mb >= n
+        temp = cfg.temperature if cfg.temperature > 0 else 1.0
+        for step in bar:
+            batch = repeat_prompts(dist.shard(next_prompts(cfg.prompts_per_step)), cfg.group_size)
+            seed = (gen_seed.randrange(2**31) + 7919 * dist.rank) % 2**31  # each process its own samples
+            try:
+                roll = collect_rollout(
+                    policy, tokenizer, batch, reward_fn, reference,
+                    cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed,
+                    missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
+                )  # fmt: skip
+            except RewardError:
+                if cfg.checkpoint_dir and dist.is_main:
+                    _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
+                raise
+            mask = roll.mask
+            g = roll.gen
+            first = None
+            if single_pass:
+                first = dist.run(_policy_pass, policy, g, torch.arange(n, device=mask.device), temp, True)
+                old_logps, entropy = first[0].detach(), first[1]
+            else:
+                old_logps, entropy = roll.logprobs, roll.entropy
+            rewards = roll.scores.to(mask.device).float()
+            seq_kl = None
+            if roll.ref_logprobs is not None:
+                seq_kl = kl_estimate(old_logps, roll.ref_logprobs, mask, "k1", per_sequence=True)
+            if cfg.kl_in_reward and seq_kl is not None:
+                rewards = rewards - cfg.kl_coef * seq_kl
+            adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
 
-        stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n) if mb < n else torch.arange(n)
-            for i in range(0, n, mb):
-                idx = order[i : i + mb].to(mask.device)
-                new_logps = first[0] if first is not None else dist.run(_policy_pass, policy, g, idx, temp)[0]
-                per_token, pstats = clipped_surrogate(
-                    new_logps, old_logps[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
+            stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
+            for _ in range(cfg.epochs):
+                order = torch.randperm(n) if mb < n else torch.arange(n)
+                for i in range(0, n, mb):
+                    idx = order[i : i + mb].to(mask.device)
+                    new_logps = (
+                        first[0] if first is not None else dist.run(_policy_pass, policy, g, idx, temp)[0]
+                    )
+                    per_token, pstats = clipped_surrogate(
+                        new_logps, old_logps[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
+                    )
+                    if cfg.kl_coef > 0 and not cfg.kl_in_reward:
+                        kl_tok = kl_estimate(new_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
+                        per_token = per_token + cfg.kl_coef * kl_tok
+                        stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
+                    loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
+                    opt.zero_grad(set_to_none=True)
+                    # the mean over all processes' tokens (token_mean) or responses (the other aggregations)
+                    count = mask[idx].sum() if cfg.aggregation == "token_mean" else len(idx)
+                    dist.backward(loss * dist.share(count) if world > 1 else loss)
+                    norm = dist.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    row = {"loss": loss.item(), "grad_norm": float(norm)}  # checked before the update
+                    check_finite(row, step, ("loss", "grad_norm"), last_checkpoint)
+                    opt.step()
+                    stats["loss"].append(loss.item())
+                    stats["clip_ratio"].append(pstats["policy/clipfrac_avg"].item())
+
+            grouped = roll.scores.view(-1, cfg.group_size)
+            lengths = mask.sum(1)
+            row = {
+                "step": step,
+                "reward": roll.scores.mean().item(),
+                "reward_std": grouped.std(1).mean().item(),
+                "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item(),
+                "completions/mean_length": lengths.mean().item(),
+                "completions/clipped_ratio": (~g.finished).float().mean().item(),
+                "entropy": (entropy.sum() / mask.sum().clamp(min=1)).item(),
+                "kl": math.nan if seq_kl is None else seq_kl.mean().item(),
+                "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
+                "loss": sum(stats["loss"]) / len(stats["loss"]),
+            }
+            if stats["kl_loss"]:
+                row["kl_loss"] = sum(stats["kl_loss"]) / len(stats["kl_loss"])
+            row = dist.mean_metrics(row)
+            log(row)
+            bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['completions/mean_length']:.1f}")
+            if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                log(evaluate(step))
+            if cfg.checkpoint_dir and cfg.save_steps and step % cfg.save_steps == 0:
+                last_checkpoint = checkpoint(step) or last_checkpoint
+            if stop.requested:
+                saved = checkpoint(step) if cfg.checkpoint_dir else None
+                raise TrainingInterrupted(
+                    f"{stop.requested} at step {step}: "
+                    + (f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"),
+                    saved,
                 )
-                if cfg.kl_coef > 0 and not cfg.kl_in_reward:
-                    kl_tok = kl_estimate(new_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
-                    per_token = per_token + cfg.kl_coef * kl_tok
-                    stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
-                loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
-                opt.zero_grad(set_to_none=True)
-                # the mean over all processes' tokens (token_mean) or responses (the other aggregations)
-                count = mask[idx].sum() if cfg.aggregation == "token_mean" else len(idx)
-                dist.backward(loss * dist.share(count) if world > 1 else loss)
-                dist.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                opt.step()
-                stats["loss"].append(loss.item())
-                stats["clip_ratio"].append(pstats["policy/clipfrac_avg"].item())
-
-        grouped = roll.scores.view(-1, cfg.group_size)
-        lengths = mask.sum(1)
-        row = {
-            "step": step,
-            "reward": roll.scores.mean().item(),
-            "reward_std": grouped.std(1).mean().item(),
-            "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item(),
-            "completions/mean_length": lengths.mean().item(),
-            "completions/clipped_ratio": (~g.finished).float().mean().item(),
-            "entropy": (entropy.sum() / mask.sum().clamp(min=1)).item(),
-            "kl": math.nan if seq_kl is None else seq_kl.mean().item(),
-            "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
-            "loss": sum(stats["loss"]) / len(stats["loss"]),
-        }
-        if stats["kl_loss"]:
-            row["kl_loss"] = sum(stats["kl_loss"]) / len(stats["kl_loss"])
-        row = dist.mean_metrics(row)
-        history.append(row)
-        bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['completions/mean_length']:.1f}")
-        if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-            history.append(evaluate(step))
     bar.close()
     policy.eval()
     if cfg.checkpoint_dir and dist.is_main:
