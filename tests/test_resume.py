@@ -175,10 +175,8 @@ def test_reward_model_resumed_run_equals_the_uninterrupted_one(tmp_path):
     for stop_at in (4, 6):  # inside an epoch, and on an epoch's boundary
         out = tmp_path / f"part{stop_at}"
         rm, cfg = _reward(out, save_steps=1, epochs=3)
-        rows = []
 
         def interrupt(row, stop_at=stop_at):
-            rows.append(row)
             if row["step"] == stop_at:
                 raise KeyboardInterrupt  # a crash right after checkpoint-<stop_at - 1> was written
 
@@ -235,3 +233,36 @@ def test_grpo_and_rloo_resumed_runs_equal_the_uninterrupted_ones(tmp_path, prese
     assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-4"]
     policy, hist = run(tmp_path / "part", save_steps=2, resume_from_checkpoint="latest")
     _assert_same_run(full_hist, full_params, hist, _params(policy))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PPO
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _ppo(out, **kw):
+    from rlsurvey.algos.rlhf_ppo import RLHFPPOConfig, RLHFPPOTrainer
+
+    policy, tok = tiny_causal_lm("llama", seed=1)
+    cfg = {"steps": 5, "batch_size": 8, "num_mini_batches": 2, "ppo_epochs": 2, "max_new_tokens": 6,
+           "progress": False, "seed": 3, "target_kl": 0.05, "output_dir": str(out), **kw}  # fmt: skip
+    return RLHFPPOTrainer(policy, tok, _count_a, RLHFPPOConfig(**cfg))
+
+
+def test_ppo_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    full = _ppo(tmp_path / "full")
+    full_hist = full.train(PROMPTS)
+    full_params = {**_params(full.policy), **{f"v.{k}": v for k, v in _params(full.value_model).items()}}
+
+    def crash(trainer, row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _ppo(tmp_path / "part", save_every=1, save_total_limit=2).train(PROMPTS, callback=crash)
+    assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-2", "checkpoint-3"]
+    resumed = _ppo(tmp_path / "part", save_every=1, save_total_limit=2, resume_from_checkpoint="latest")
+    hist = resumed.train(PROMPTS)
+    params = {**_params(resumed.policy), **{f"v.{k}": v for k, v in _params(resumed.value_model).items()}}
+    _assert_same_run(full_hist, full_params, hist, params)
+    assert resumed.kl_ctl.value == pytest.approx(full.kl_ctl.value, rel=1e-9)  # the adaptive β came back

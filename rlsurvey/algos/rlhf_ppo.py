@@ -26,10 +26,10 @@ any update on that batch; the last checkpoint written stays as it was.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,6 +48,18 @@ from rlsurvey.algos.rollout import (
     collect_rollout,
     compute_rewards,
     disable_dropout,
+)
+from rlsurvey.checkpoint import (
+    StopOnSignal,
+    TrainingInterrupted,
+    check_finite,
+    check_weights,
+    load_trainer_state,
+    load_weights,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import gae
@@ -94,6 +106,8 @@ class RLHFPPOConfig:
     missing_eos_penalty: float | None = None  # subtracted from the score of responses cut without EOS
     output_dir: str | None = None  # checkpoints (policy and value as HF directories) go here
     save_every: int = 0  # write a checkpoint every this many steps (0: only at the end)
+    save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
     seed: int = 0  # prompt order, minibatch order and sampling
     progress: bool = True  # show a progress bar
     distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
@@ -124,6 +138,15 @@ class RLHFPPOConfig:
         for name in ("gamma", "lam"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"RLHFPPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        from rlsurvey.checks import check_fields
+
+        check_fields(self, {
+            "learning_rate": ">0", "adam_eps": ">0", "max_grad_norm": ">0", "temperature": ">0",
+            "top_k": "int>=0", "top_p": "(0,1]", "kl_coef": ">=0", "target_kl": ">0", "kl_horizon": "int>=1",
+            "gamma": "[0,1]", "lam": "[0,1]", "cliprange": ">0", "cliprange_value": ">0", "vf_coef": ">=0",
+            "ent_coef": ">=0", "missing_eos_penalty": ">=0", "save_every": "int>=0", "save_steps": "int>=1",
+            "save_total_limit": "int>=1",
+        })  # fmt: skip
 
 
 def _vocab_size(model) -> int:
@@ -357,7 +380,11 @@ class RLHFPPOTrainer:
                 if self.dist.world_size > 1:  # this process's token mean -> its part of the global token mean
                     loss = loss * self.dist.share(batch.rollout.mask[idx].sum())
                 self.dist.backward(loss)
-                self.dist.clip_grad_norm_(params, c.max_grad_norm)
+                norm = self.dist.clip_grad_norm_(params, c.max_grad_norm)
+                check_finite(  # before the update: a NaN would spread into every weight
+                    {"loss": loss.item(), "grad_norm": float(norm)}, self.step_count + 1,
+                    ("loss", "grad_norm"), self.last_checkpoint,
+                )  # fmt: skip
                 self.optimizer.step()
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -417,60 +444,104 @@ class RLHFPPOTrainer:
     def train(self, prompts, callback: Callable[[RLHFPPOTrainer, dict], None] | None = None) -> list[dict]:
         """Run `config.steps` steps on prompts drawn in shuffled order from `prompts` (a list of str or a
         Dataset with a "prompt" column); `callback(trainer, metrics)` runs after each step. Returns the
-        history. On a bad reward it raises `RewardError` naming the last good checkpoint."""
+        history. On a bad reward it raises `RewardError` naming the last good checkpoint; on a NaN or
+        infinite loss, NonFiniteLossError before the update. With `resume_from_checkpoint` ("latest" or a
+        path) it first restores a checkpoint (policy, value model, optimizer, KL controller, prompt order,
+        generators, history) and goes on as the uninterrupted run would. SIGINT or SIGTERM saves a
+        checkpoint (with output_dir) and raises TrainingInterrupted."""
         pool = _prompts_of(prompts)
         c = self.config
-        bar = tqdm(range(c.steps), desc="PPO", disable=not c.progress)
-        for _ in bar:
-            try:
-                row = self.step(self._next_prompts(pool))
-            except RewardError as exc:
-                where = (
-                    f"the last good checkpoint is {self.last_checkpoint}"
-                    if self.last_checkpoint
-                    else "no checkpoint was written yet (set config.output_dir and save_every)"
-                )
-                raise RewardError(
-                    f"training stopped at step {self.step_count + 1}: {exc}. The policy was not updated "
-                    f"on this batch; {where}."
-                ) from exc
-            if callback is not None:
-                callback(self, row)
-            post = {"score": row["objective/scores"], "kl": row["objective/kl"]}
-            if "objective/gold" in row:
-                post["gold"] = row["objective/gold"]
-            bar.set_postfix({k: f"{v:.2f}" for k, v in post.items()})
-            if c.output_dir and c.save_every and self.step_count % c.save_every == 0:
-                self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
+        if c.resume_from_checkpoint is not None and self.step_count == 0:
+            self.resume(resolve_checkpoint(c.resume_from_checkpoint, c.output_dir))
+        bar = tqdm(range(self.step_count, c.steps), desc="PPO", disable=not c.progress)
+        with StopOnSignal() as stop:
+            for _ in bar:
+                try:
+                    row = self.step(self._next_prompts(pool))
+                except RewardError as exc:
+                    where = (
+                        f"the last good checkpoint is {self.last_checkpoint}"
+                        if self.last_checkpoint
+                        else "no checkpoint was written yet (set config.output_dir and save_every)"
+                    )
+                    raise RewardError(
+                        f"training stopped at step {self.step_count + 1}: {exc}. The policy was not updated "
+                        f"on this batch; {where}."
+                    ) from exc
+                if callback is not None:
+                    callback(self, row)
+                post = {"score": row["objective/scores"], "kl": row["objective/kl"]}
+                if "objective/gold" in row:
+                    post["gold"] = row["objective/gold"]
+                bar.set_postfix({k: f"{v:.2f}" for k, v in post.items()})
+                if c.output_dir and c.save_every and self.step_count % c.save_every == 0:
+                    self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
+                if stop.requested:
+                    saved = (
+                        self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
+                        if c.output_dir
+                        else None
+                    )
+                    raise TrainingInterrupted(
+                        f"{stop.requested} at step {self.step_count}: "
+                        + (
+                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
+                        ),
+                        saved,
+                    )
         bar.close()
         if c.output_dir:
             self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
         return self.history
 
     def save(self, path: str | Path) -> Path:
-        """Write policy/ (causal LM + tokenizer), value/ (sequence classification) and trainer_state.json
-        as HF directories, into a temporary sibling renamed into place: a crash never leaves half a
-        checkpoint. On several processes only the main one writes; the others wait for it."""
+        """Write policy/ (causal LM + tokenizer), value/ (sequence classification), the optimizer, the KL
+        controller, the prompt order and the generators, and trainer_state.json, into a temporary sibling
+        renamed into place: a crash never leaves half a checkpoint. Only the newest `save_total_limit`
+        checkpoints are kept. On several processes only the main one writes; the others wait for it."""
         path = Path(path)
         if not self.dist.is_main:
             self.dist.wait()
             self.last_checkpoint = path
             return path
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.save_pretrained(tmp / "policy", safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp / "policy")
-        self.value_model.save_pretrained(tmp / "value")
-        state = {"step": self.step_count, "episode": self.episodes, "kl_coef": float(self.kl_ctl.value)}
-        (tmp / "trainer_state.json").write_text(
-            json.dumps({**state, "config": asdict(self.config)}, indent=2)
-        )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        check_weights(self.policy, self.step_count, self.last_checkpoint)
+
+        def write(tmp: Path) -> None:
+            self.policy.save_pretrained(tmp / "policy", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "policy")
+            self.value_model.save_pretrained(tmp / "value")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+
+        state = {"episode": self.episodes, "kl_coef": float(self.kl_ctl.value), "config": asdict(self.config),
+                 "history": self.history}  # fmt: skip
+        own = {"rng": self._rng.getstate(), "order": list(self._order), "kl_ctl": dict(vars(self.kl_ctl))}
+        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        limit = self.config.save_total_limit if m and int(m.group(1)) == self.step_count else None
+        rng = {"global": rng_state(), "trainer": own}
+        saved = save_checkpoint(path.parent, self.step_count, write, state, rng, limit)
+        if saved != path:  # a custom name: move the checkpoint there
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(saved, path)
         self.last_checkpoint = path
         self.dist.wait()
         return path
+
+    def resume(self, path: str | Path) -> None:
+        """Restore a checkpoint written by `save` into this trainer."""
+        path = Path(path)
+        state, rng = load_trainer_state(path)
+        load_weights(self.policy, path / "policy")
+        load_weights(self.value_model.model, path / "value")
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        own = rng["trainer"]
+        self._rng.setstate(own["rng"])
+        self._order = list(own["order"])
+        vars(self.kl_ctl).update(own["kl_ctl"])
+        set_rng_state(rng["global"])
+        self.step_count, self.episodes = int(state["step"]), int(state["episode"])
+        self.history = list(state["history"])
+        self.last_checkpoint = path
 
 
 @torch.no_grad()
