@@ -40,6 +40,7 @@ __all__ = [
     "StopOnSignal",
     "TrainingInterrupted",
     "check_finite",
+    "json_safe",
     "check_weights",
     "load_weights",
     "list_checkpoints",
@@ -133,7 +134,7 @@ def save_checkpoint(
     write(tmp)
     torch.save(rng if rng is not None else rng_state(), tmp / RNG_FILE)
     with (tmp / TRAINER_STATE).open("w") as f:
-        json.dump(_json_safe({"step": step, **state}), f, indent=1)
+        json.dump(json_safe({"step": step, **state}), f, indent=1)
         f.flush()
         os.fsync(f.fileno())
     if final.exists():  # the same step saved again (a resumed run): replace it whole
@@ -174,11 +175,12 @@ def load_trainer_state(path: str | Path) -> tuple[dict, dict]:
     return state, rng
 
 
-def _json_safe(value):
+def json_safe(value):
+    """JSON-safe: tensors and NumPy numbers to Python, NaN and infinities to null (strict JSON)."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -238,15 +240,29 @@ class StopOnSignal:
 # ---------------------------------------------------------------------------------------------------------
 
 
+REPORT_TO = ("none", "all", "tensorboard", "trackio")
+
+
 class MetricsFile:
-    """Appends one JSON object per logged step to `path` and flushes it at once.
+    """Appends one JSON object per logged step to `path` and flushes it at once; optionally also sends each
+    row to TensorBoard and/or Trackio (transformers' `report_to` names; each only where installed).
 
     resume_step: a resumed run keeps the rows up to that step and drops the later ones (written after the
     checkpoint by the interrupted run), so the file reads as one run. None starts a new file.
+    report_to: a list of REPORT_TO names ("all": every tracker that is installed; "none": none).
+    run_dir: where TensorBoard writes its event files (run_dir/runs) and the run's name for Trackio.
     """
 
-    def __init__(self, path: str | Path, resume_step: int | None = None, enabled: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        resume_step: int | None = None,
+        enabled: bool = True,
+        report_to: Iterable[str] | str | None = None,
+        run_dir: str | Path | None = None,
+    ):
         self.path, self.enabled, self.count = Path(path), enabled, 0
+        self.trackers = _trackers(report_to, Path(run_dir or self.path.parent)) if enabled else []
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,22 +276,82 @@ class MetricsFile:
 
     def write(self, row: dict) -> None:
         self.count += 1
-        if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(_json_safe(row)) + "\n")
-                f.flush()
+        if not self.enabled:
+            return
+        clean = json_safe(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+        numbers = {k: v for k, v in clean.items() if isinstance(v, (int, float)) and k != "step"}
+        for tracker in self.trackers:
+            tracker.log(numbers, int(clean.get("step", self.count)))
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
+
+
+class _TensorBoard:
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "runs"))
+
+    def log(self, numbers: dict, step: int) -> None:
+        for k, v in numbers.items():
+            self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Trackio:
+    def __init__(self, run_dir: Path):
+        import trackio
+
+        self.trackio = trackio
+        trackio.init(project="rlsurvey", name=run_dir.resolve().name)
+
+    def log(self, numbers: dict, step: int) -> None:
+        self.trackio.log({**numbers, "step": step})
+
+    def close(self) -> None:
+        self.trackio.finish()
+
+
+def _installed(tracker: str) -> bool:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "trackio": "trackio"}[tracker]
+    return importlib.util.find_spec(module) is not None
+
+
+def _trackers(report_to, run_dir: Path) -> list:
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise ValueError(f"report_to: {unknown[0]!r} is not one of {list(REPORT_TO)}")
+    if "none" in names:
+        if len(names) > 1:
+            raise ValueError(f"report_to: 'none' cannot be combined with other trackers, got {names}")
+        return []
+    wanted = [n for n in ("tensorboard", "trackio") if "all" in names or n in names]
+    if "all" in names:
+        wanted = [n for n in wanted if _installed(n)]
+    for n in wanted:
+        if not _installed(n):
+            raise ValueError(f"report_to: {n} is not installed (pip install {n}), or leave it out")
+    return [{"tensorboard": _TensorBoard, "trackio": _Trackio}[n](run_dir) for n in wanted]
 
 
 def check_weights(model, step: int, last_checkpoint=None) -> None:
     """Refuse to save weights that are no longer finite (the last good checkpoint stays the newest)."""
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
-            kept = (
-                f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint kept"
-            )
-            raise NonFiniteLossError(
-                f"stopped at step {step}: parameter {name} is not finite; not saved; {kept}"
-            )
+            kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "none was kept"
+            raise NonFiniteLossError(f"stopped at step {step}: parameter {name} is not finite; {kept}")
 
 
 def load_weights(model, path: str | Path) -> None:
