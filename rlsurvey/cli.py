@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +31,16 @@ from pathlib import Path
 
 import torch
 
+from rlsurvey.checkpoint import REPORT_TO, MetricsFile, TrainingInterrupted, json_safe
+from rlsurvey.cli_checks import (
+    check_args,
+    check_data_args,
+    debug_requested,
+    error_line,
+    fit_prompts,
+    model_context,
+    reward_spec,
+)
 from rlsurvey.config_args import add_config_arguments, config_from_args
 
 __all__ = ["COMMANDS", "build_parser", "is_main_process", "main"]
@@ -88,6 +97,7 @@ def _commands() -> dict[str, Command]:
 
 
 COMMANDS = ("reward", "ppo", "rloo", "dpo", "grpo")
+DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
 WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base"}
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier"}
 
@@ -143,13 +153,31 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
     g.add_argument(
         "--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)"
     )
+    g.add_argument(
+        "--overwrite-output-dir", action="store_true",
+        help="replace an earlier run's outputs in --output-dir (without it, such a directory is refused)",
+    )  # fmt: skip
+    g.add_argument(
+        "--report-to", nargs="+", default=["none"], choices=REPORT_TO,
+        help="also send each logged row to these trackers, where installed (transformers' report_to names) "
+        "[default: none]",
+    )  # fmt: skip
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (a subcommand's usage runs to dozens of lines)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `rlsurvey` parser: `train {reward,ppo,rloo,dpo,grpo}` and `data`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlsurvey", description="Train reward models and RL policies for language models (rlsurvey)."
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a reward model or a policy", description="Train a model.")
     algos = train.add_subparsers(dest="algo", required=True, metavar="{" + ",".join(COMMANDS) + "}")
@@ -176,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--conversational", action="store_true", help="messages instead of plain strings")
     data.add_argument("-n", "--num-examples", type=int, default=1000, help="rows (pairs) [default: 1000]")
     data.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    data.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
 
 
@@ -198,36 +227,6 @@ def _device(args) -> torch.device:
     return default_device(args.device)
 
 
-def _clean(value):
-    """JSON-safe: tensors and numpy numbers to Python, NaN and infinities to null (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class MetricsLog:
-    """Appends one JSON object per step to `<output_dir>/metrics.jsonl` (a no-op off the main process)."""
-
-    def __init__(self, output_dir: Path, enabled: bool):
-        self.path = output_dir / "metrics.jsonl"
-        self.enabled, self.count = enabled, 0
-        if enabled:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("")
-
-    def write(self, row: dict) -> None:
-        self.count += 1
-        if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(_clean(row)) + "\n")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------------------------------
@@ -236,7 +235,7 @@ class MetricsLog:
 def _num(args, default: int = 2000) -> int:
     n = args.num_examples
     if n is not None and n < 1:
-        raise SystemExit(f"rlsurvey: --num-examples must be a positive int, got {n}")
+        raise SystemExit(f"rlsurvey: --num-examples {n}: expected a positive int")
     return default if n is None else n
 
 
@@ -251,35 +250,35 @@ def _preferences(args, tokenizer):
             )
         return reviews.make_preferences(_num(args), seed=args.seed)
     ds = load_preferences(args.dataset, split=args.split, tokenizer=tokenizer)
-    return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples else ds
+    _num(args)
+    return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples is not None else ds
 
 
 def _prompts(args, tokenizer) -> list[str]:
     from rlsurvey.interop import load_prompts, world_dataset
 
     if args.dataset is None:
-        return list(world_dataset(args.world, "prompt", _num(args), seed=args.seed)["prompt"])
-    return load_prompts(args.dataset, split=args.split, tokenizer=tokenizer, limit=args.num_examples)
+        prompts = list(world_dataset(args.world, "prompt", _num(args), seed=args.seed)["prompt"])
+    else:
+        _num(args)
+        prompts = load_prompts(args.dataset, split=args.split, tokenizer=tokenizer, limit=args.num_examples)
+    limit = model_context(_model_name(args))
+    if limit is None:
+        return prompts
+    source = f"--dataset {args.dataset}" if args.dataset else f"the {args.world} world"
+    return fit_prompts(prompts, tokenizer, limit - args.max_new_tokens, source)
 
 
 def _reward(args, device):
     """(reward_fn, gold_fn or None, description)."""
     from rlsurvey.tasks import arithmetic, reviews
 
-    spec = args.reward or WORLD_REWARD[args.world]
+    spec = reward_spec(args)  # checked against the world; a directory that is there
     gold = (lambda p, c: reviews.gold_reward(c, p)) if args.world == "reviews" else None
     if spec == "gold":
-        if args.world != "reviews":
-            raise SystemExit("rlsurvey: --reward gold is the reviews world's reward; use --world reviews")
         return gold, None, "gold"
     if spec == "verifier":
-        if args.world != "arithmetic":
-            raise SystemExit("rlsurvey: --reward verifier checks arithmetic answers; use --world arithmetic")
         return arithmetic.verify, None, "verifier"
-    if not Path(spec).is_dir():
-        raise SystemExit(
-            f"rlsurvey: --reward must be 'gold', 'verifier' or a reward-model directory, got {spec!r}"
-        )
     from rlsurvey.rewards.reward_model import RewardModel
 
     rm = RewardModel.from_pretrained(spec).to(device).eval().requires_grad_(False)
@@ -322,18 +321,77 @@ def _save_model(model, tokenizer, path: Path) -> None:
 
 def train(args) -> dict:
     """Run `rlsurvey train <algo>` from parsed options; returns a summary (paths, steps, last metrics)."""
-    from rlsurvey.lm.models import load_model
+    check_args(args)  # every input, before a model is loaded or a file written (rlsurvey.cli_checks)
 
     cmd = _commands()[args.algo]
     main = is_main_process()
     out = Path(args.output_dir)
+    resume = getattr(args, "resume_from_checkpoint", None)
+    _claim_output_dir(out, args.overwrite_output_dir, resume, main)
     torch.manual_seed(args.seed)
     device = _device(args)
     cfg = _config(cmd, args, main, out)
-    log = MetricsLog(out, main)
+    resume_step = None
+    if resume is not None:
+        from rlsurvey.checkpoint import load_trainer_state, resolve_checkpoint
+
+        found = resolve_checkpoint(resume, out)
+        resume_step = int(load_trainer_state(found)[0]["step"])
+        if hasattr(cfg, "resume_from_checkpoint"):
+            cfg.resume_from_checkpoint = str(found)
+    log = MetricsFile(out / "metrics.jsonl", resume_step, enabled=main, report_to=args.report_to, run_dir=out)
     record = {"command": f"train {args.algo}", "model": _model_name(args), "dataset": args.dataset,
               "world": args.world, "seed": args.seed, "num_examples": args.num_examples,
-              "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # fmt: skip
+              "processes": int(os.environ.get("WORLD_SIZE", "1")), "resumed_from_step": resume_step,
+              "report_to": args.report_to}  # fmt: skip
+    try:
+        history = _train(args, cfg, out, main, device, log, record)
+    finally:
+        log.close()
+    record["config"] = dataclasses.asdict(cfg)
+    record["steps"] = log.count
+    if main:
+        (out / "train_config.json").write_text(json.dumps(json_safe(record), indent=2))
+    return {"output_dir": str(out), "steps": log.count, "last": history[-1] if history else {}}
+
+
+RUN_OUTPUTS = ("metrics.jsonl", "train_config.json", "config.json", "model.safetensors")
+
+
+def _claim_output_dir(out: Path, overwrite: bool, resume, main: bool) -> None:
+    """Refuse to write over another run's outputs unless asked to; with --overwrite-output-dir, remove that
+    run's checkpoints so that `--resume-from-checkpoint latest` can never pick one of them up. Only the main
+    process looks (the others would see the files it has just begun to write); when it refuses, the launcher
+    stops the rest."""
+    if not main or not out.exists():
+        return
+    if not out.is_dir():
+        raise SystemExit(f"rlsurvey: --output-dir {out}: expected a directory, found a file")
+    from rlsurvey.checkpoint import CHECKPOINT_PREFIX
+
+    held = sorted(
+        p.name for p in out.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith(CHECKPOINT_PREFIX)
+    )
+    if not held or resume is not None:
+        return
+    if not overwrite:
+        raise SystemExit(
+            f"rlsurvey: --output-dir {out}: holds another run's outputs ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}); pass --overwrite-output-dir to replace them, "
+            "--resume-from-checkpoint latest to continue that run, or choose another directory"
+        )
+    import shutil
+
+    for name in held:
+        if name.startswith(CHECKPOINT_PREFIX):
+            shutil.rmtree(out / name)
+
+
+def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
+    """Build the trainer of `args.algo`, train with each logged row appended to metrics.jsonl at once, and
+    save the final model into `out`."""
+    from rlsurvey.lm.models import load_model
+
     if args.algo == "reward":
         from rlsurvey.assets import SHIPPED_MODELS, model_path
         from rlsurvey.rewards.bradley_terry import train_reward_model
@@ -343,45 +401,35 @@ def train(args) -> dict:
         where = model_path(name) if name in SHIPPED_MODELS else name
         rm = RewardModel.from_pretrained(where, trust_remote_code=args.trust_remote_code).to(device)
         data = _preferences(args, rm.tokenizer)
-        history = train_reward_model(rm, data, cfg)
-        for i, row in enumerate(history, 1):
-            log.write({"step": i, **row})
+        history = train_reward_model(rm, data, cfg, callback=log.write)
         if main:
             rm.save_pretrained(out)
-    else:
-        model, tok = load_model(_model_name(args), device=device, trust_remote_code=args.trust_remote_code)
-        if args.algo == "dpo":
-            from rlsurvey.algos.dpo_trainer import DPOTrainer
+        return history
+    model, tok = load_model(_model_name(args), device=device, trust_remote_code=args.trust_remote_code)
+    if args.algo == "dpo":
+        from rlsurvey.algos.dpo_trainer import DPOTrainer
 
-            trainer = DPOTrainer(model, tok, _preferences(args, tok), cfg)
-            history = trainer.train()
-            for row in history:
-                log.write(row)
-            trainer.save(out)  # on every process: the main one writes, the others wait at its barrier
-        else:
-            prompts = _prompts(args, tok)
-            reward_fn, gold_fn, record["reward"] = _reward(args, device)
-            if args.algo == "ppo":
-                from rlsurvey.algos.rlhf_ppo import RLHFPPOTrainer
+        trainer = DPOTrainer(model, tok, _preferences(args, tok), cfg)
+        history = trainer.train(callback=log.write)
+        trainer.save(out)  # on every process: the main one writes, the others wait at its barrier
+        return history
+    prompts = _prompts(args, tok)
+    reward_fn, gold_fn, record["reward"] = _reward(args, device)
+    if args.algo == "ppo":
+        from rlsurvey.algos.rlhf_ppo import RLHFPPOTrainer
 
-                trainer = RLHFPPOTrainer(model, tok, reward_fn, cfg, gold_fn=gold_fn)
-                history = trainer.train(prompts, callback=lambda _t, row: log.write(row))
-                if main:
-                    _save_model(trainer.policy, tok, out)
-                    trainer.value_model.save_pretrained(out / "value")
-            else:
-                from rlsurvey.algos.grpo import train_grpo
+        trainer = RLHFPPOTrainer(model, tok, reward_fn, cfg, gold_fn=gold_fn)
+        history = trainer.train(prompts, callback=lambda _t, row: log.write(row))
+        if main:
+            _save_model(trainer.policy, tok, out)
+            trainer.value_model.save_pretrained(out / "value")
+        return history
+    from rlsurvey.algos.grpo import train_grpo
 
-                history = train_grpo(model, tok, prompts, reward_fn, cfg)
-                for row in history:
-                    log.write(row)
-                if main and not (out / "config.json").is_file():  # train_grpo saves to checkpoint_dir
-                    _save_model(model, tok, out)
-    record["config"] = dataclasses.asdict(cfg)
-    record["steps"] = log.count
-    if main:
-        (out / "train_config.json").write_text(json.dumps(_clean(record), indent=2))
-    return {"output_dir": str(out), "steps": log.count, "last": history[-1] if history else {}}
+    history = train_grpo(model, tok, prompts, reward_fn, cfg, callback=log.write)
+    if main and not (out / "config.json").is_file():  # train_grpo saves to checkpoint_dir
+        _save_model(model, tok, out)
+    return history
 
 
 def export_data(args) -> Path:
@@ -396,13 +444,26 @@ def export_data(args) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `rlsurvey` command (and `python -m rlsurvey`)."""
+    """Entry point of the `rlsurvey` command (and `python -m rlsurvey`).
+
+    An error ends the command with one line on stderr, `rlsurvey: <option, file or row>: <what was
+    expected>`, and exit status 1; `--debug` (or RLSURVEY_DEBUG=1) shows the traceback instead. SIGINT or
+    SIGTERM during training saves a checkpoint and exits with status 130."""
     args = build_parser().parse_args(argv)
-    if args.command == "data":
-        path = export_data(args)
-        print(f"wrote {args.num_examples} {args.data_type} rows of the {args.world} world to {path}")
-        return 0
-    summary = train(args)
+    try:
+        if args.command == "data":
+            check_data_args(args)
+            path = export_data(args)
+            print(f"wrote {args.num_examples} {args.data_type} rows of the {args.world} world to {path}")
+            return 0
+        summary = train(args)
+    except TrainingInterrupted as exc:  # SIGINT or SIGTERM: a checkpoint was saved, no traceback
+        print(f"rlsurvey: stopped by {exc}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug_requested(args):
+            raise
+        raise SystemExit(error_line(exc)) from None
     if is_main_process():
         last = {k: v for k, v in summary["last"].items() if isinstance(v, (int, float))}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(last.items())[:6])

@@ -14,12 +14,13 @@ both into the standard format: with a tokenizer that has a chat template the pro
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import datasets
 
-__all__ = ["EXPECTED_COLUMNS", "load_preferences", "to_standard"]
+__all__ = ["EXPECTED_COLUMNS", "check_preferences", "load_preferences", "to_standard"]
 
 EXPECTED_COLUMNS = ("prompt", "chosen", "rejected")
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -32,7 +33,115 @@ def _offline() -> bool:
     )
 
 
-def _read(source, split: str) -> datasets.Dataset:
+def _json_rows(path: Path) -> list[tuple[str, object]]:
+    """The rows of a .json / .jsonl file as (where, value): JSON lines, or one JSON array (or object) over
+    the whole file. A problem becomes a ValueError naming the file and the line (datasets' own reader
+    stops with a bare StopIteration on an empty file and buries the line of bad JSON in a traceback)."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ValueError(f"{path}: the file is empty; expected one JSON object per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = raw.count(b"\n", 0, exc.start) + 1, exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise ValueError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {col}); "
+            "save the file as UTF-8"
+        ) from None
+    rows: list[tuple[str, object]] = []
+    array = text.lstrip().startswith("[")  # one JSON array of rows, not JSON lines
+    if array:
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"{path}: line {exc.lineno}"
+            raise ValueError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+        rows = [(f"{path}: item {i} of the array", v) for i, v in enumerate(items)]
+    for n, line in enumerate([] if array else text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path}: line {n}", json.loads(line)))
+        except json.JSONDecodeError as exc:
+            try:  # not JSON lines: perhaps one object spread over several lines
+                rows = [(str(path), json.loads(text))]
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}: line {n}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+            break
+    if not rows:
+        raise ValueError(f"{path}: the file has no rows; expected one JSON object per line")
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object (one row), got {type(row).__name__}")
+    return rows
+
+
+def _check_messages(value, where: str, col: str) -> None:
+    if not value:
+        raise ValueError(f"{where}: column {col!r} is an empty list; expected 'role'/'content' messages")
+    for k, m in enumerate(value):
+        if not isinstance(m, dict):
+            raise ValueError(
+                f"{where}: column {col!r}, message {k}: expected an object with 'role' and 'content', "
+                f"got {type(m).__name__}"
+            )
+        for key in ("role", "content"):
+            if m.get(key) is None:
+                raise ValueError(
+                    f"{where}: column {col!r}, message {k}: no {key!r}; a message needs 'role' and 'content'"
+                )
+            if not isinstance(m[key], str):
+                got = type(m[key]).__name__
+                raise ValueError(f"{where}: column {col!r}, message {k}: {key!r} must be a string, got {got}")
+
+
+def _check_text(row: dict, col: str, where: str, conversational: bool, empty_ok: bool = False) -> None:
+    """One value of a text column: a string (non-empty unless empty_ok), or with `conversational` a list of
+    {'role', 'content'} messages."""
+    value = row.get(col)
+    if value is None:
+        raise ValueError(f"{where}: column {col!r} is missing or null; expected " + (
+            "a list of messages" if conversational else "a string"))  # fmt: skip
+    if conversational and isinstance(value, list):
+        return _check_messages(value, where, col)
+    if not isinstance(value, str):
+        want = "lists of messages (the first row's format)" if conversational else "strings"
+        raise TypeError(f"{where}: column {col!r} must hold {want}, got {type(value).__name__}")
+    if not value and not empty_ok:
+        raise ValueError(f"{where}: column {col!r} is an empty string; expected text")
+
+
+def _check_preference_row(row: dict, where: str, conversational: bool, columns) -> None:
+    """A preference row (standard or conversational, as the first row is): every value well-formed."""
+    for col in ("chosen", "rejected"):
+        if col in columns:
+            _check_text(row, col, where, conversational)
+    if "prompt" in columns and not (conversational and row.get("prompt") is None):  # implicit prompt
+        value = row.get("prompt")
+        _check_text(row, "prompt", where, conversational and isinstance(value, list), empty_ok=True)
+
+
+def _check_prompt_row(row: dict, where: str) -> None:
+    value = row.get("prompt")
+    _check_text(row, "prompt", where, isinstance(value, list))
+
+
+def _check_json_file(path: Path, kind: str | None) -> None:
+    """Refuse a JSON file that datasets would read wrongly or with an opaque error, naming its line."""
+    rows = _json_rows(path)
+    if kind is None:
+        return
+    columns = set().union(*(row for _, row in rows))  # a column absent everywhere: reported by the loader
+    first = rows[0][1]
+    conversational = isinstance(first.get("chosen"), list)
+    for where, row in rows:
+        if kind == "preference":
+            _check_preference_row(row, where, conversational, columns)
+        elif "prompt" in columns:
+            _check_prompt_row(row, where)
+
+
+def _read(source, split: str, kind: str | None = None) -> datasets.Dataset:
     if isinstance(source, datasets.Dataset):
         return source
     if isinstance(source, datasets.DatasetDict):
@@ -49,11 +158,13 @@ def _read(source, split: str) -> datasets.Dataset:
         fmt = FILE_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise ValueError(f"source file must end in one of {sorted(FILE_FORMATS)}, got {path.name!r}")
-        return (
-            datasets.Dataset.from_json(str(path))
-            if fmt == "json"
-            else datasets.Dataset.from_parquet(str(path))
-        )
+        if fmt == "json":
+            _check_json_file(path, kind)
+            return datasets.Dataset.from_json(str(path))
+        try:
+            return datasets.Dataset.from_parquet(str(path))
+        except Exception as exc:  # pyarrow's errors name neither the file nor what was expected
+            raise ValueError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
     if path.suffix.lower() in FILE_FORMATS or str(source).startswith((".", "/", "~")):
         raise FileNotFoundError(f"source {str(source)!r} looks like a local file, but no such file exists")
     if _offline():
@@ -96,10 +207,10 @@ def _convert_row(row: dict, tokenizer) -> dict:
     return {"prompt": prompt, "chosen": _render_answer(chosen), "rejected": _render_answer(rejected)}
 
 
-def to_standard(ds: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
-    """The standard (string) format of a preference dataset in either format; see the module docstring."""
+def _check_preferences(ds: datasets.Dataset) -> bool:
+    """Check a preference dataset's columns and every row; returns whether it is conversational."""
     cols = set(ds.column_names)
-    conversational = {"chosen", "rejected"} <= cols and len(ds) > 0 and _is_conversation(ds[0]["chosen"])
+    conversational = {"chosen", "rejected"} <= cols and len(ds) > 0 and isinstance(ds[0]["chosen"], list)
     needed = {"chosen", "rejected"} if conversational else set(EXPECTED_COLUMNS)
     missing = needed - cols
     if missing:
@@ -109,6 +220,23 @@ def to_standard(ds: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
         )
     if len(ds) == 0:
         raise ValueError("preference data has no rows")
+    present = [c for c in EXPECTED_COLUMNS if c in cols]
+    for i, values in enumerate(zip(*(ds[c] for c in present))):
+        _check_preference_row(dict(zip(present, values)), f"row {i}", conversational, present)
+    return conversational
+
+
+def check_preferences(source, split: str = "train") -> datasets.Dataset:
+    """Read preference data as `load_preferences` does and check every row, without converting it (no
+    tokenizer needed); returns it as read. Errors name the file and line, or the row and column."""
+    ds = _read(source, split, "preference")
+    _check_preferences(ds)
+    return ds
+
+
+def to_standard(ds: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
+    """The standard (string) format of a preference dataset in either format; see the module docstring."""
+    conversational = _check_preferences(ds)
     if conversational:
         ds = ds.map(lambda row: _convert_row(row, tokenizer), desc="to standard format")
     for col in EXPECTED_COLUMNS:
@@ -127,4 +255,4 @@ def load_preferences(source, split: str = "train", tokenizer=None) -> datasets.D
     `datasets.Dataset` or `DatasetDict`, or a hub dataset id (needs a network). split: used for dataset
     dicts and hub ids. tokenizer: renders conversational prompts with its chat template when it has one.
     """
-    return to_standard(_read(source, split), tokenizer)
+    return to_standard(_read(source, split, "preference"), tokenizer)

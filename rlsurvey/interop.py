@@ -25,11 +25,12 @@ from pathlib import Path
 
 import datasets
 
-from rlsurvey.data import _read, _render_prompt, load_preferences
+from rlsurvey.data import _check_messages, _read, _render_prompt, load_preferences
 
 __all__ = [
     "DATA_TYPES",
     "WORLDS",
+    "check_prompts",
     "load_prompts",
     "preferences_to_trl",
     "preferences_to_unpaired",
@@ -148,7 +149,7 @@ def load_prompts(source, split: str = "train", tokenizer=None, limit: int | None
     if isinstance(source, (list, tuple)):
         prompts = list(source)
     else:
-        ds = _read(source, split)
+        ds = _read(source, split, "prompt")
         if "prompt" not in ds.column_names:
             raise ValueError(f"a prompt dataset needs a 'prompt' column; it has {sorted(ds.column_names)}")
         prompts = list(ds["prompt"])
@@ -157,6 +158,7 @@ def load_prompts(source, split: str = "train", tokenizer=None, limit: int | None
     out = []
     for i, p in enumerate(prompts):
         if isinstance(p, list):
+            _check_messages(p, f"prompt {i}", "prompt")
             p = _render_prompt(p, tokenizer)
         if not isinstance(p, str) or not p:
             raise ValueError(f"prompt {i} must be a non-empty string or a list of messages, got {p!r}")
@@ -164,3 +166,9 @@ def load_prompts(source, split: str = "train", tokenizer=None, limit: int | None
     if not out:
         raise ValueError("the prompt dataset has no rows")
     return out
+
+
+def check_prompts(source, split: str = "train", limit: int | None = None) -> int:
+    """Read and check prompts as `load_prompts` does (conversations rendered without a chat template);
+    returns how many there are. Errors name the file and line, or the prompt's row."""
+    return len(load_prompts(source, split, None, limit))

@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import datasets
@@ -214,9 +221,9 @@ def test_grpo_and_rloo_resumed_runs_equal_the_uninterrupted_ones(tmp_path, prese
     def run(out, reward=_count_a, **kw):
         policy, tok = tiny_causal_lm("llama", seed=1)
         base = GRPOConfig() if preset == "grpo" else rloo_config()
-        fields = {"steps": 6, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 5, "learning_rate": 3e-3,
-                  "progress": False, "checkpoint_dir": str(out), "epochs": 2, "minibatch_size": 4,
-                  "kl_coef": 0.05, **kw}  # fmt: skip
+        fields = {"steps": 6, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 5,
+                  "learning_rate": 3e-3, "progress": False, "checkpoint_dir": str(out), "epochs": 2,
+                  "minibatch_size": 4, "kl_coef": 0.05, **kw}  # fmt: skip
         cfg = base.__class__(**{**base.__dict__, **fields})
         return policy, train_grpo(policy, tok, PROMPTS, reward, cfg)
 
@@ -266,3 +273,155 @@ def test_ppo_resumed_run_equals_the_uninterrupted_one(tmp_path):
     params = {**_params(resumed.policy), **{f"v.{k}": v for k, v in _params(resumed.value_model).items()}}
     _assert_same_run(full_hist, full_params, hist, params)
     assert resumed.kl_ctl.value == pytest.approx(full.kl_ctl.value, rel=1e-9)  # the adaptive β came back
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line: output directories, kills, signals, NaN, trackers
+# ---------------------------------------------------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "rlsurvey", "train"]
+SMALL = ["--num-examples", "24", "--batch-size", "4", "--no-progress"]
+
+
+def _snapshot(path: Path) -> dict:
+    return {
+        p.relative_to(path): (p.stat().st_mtime_ns, p.read_bytes()) for p in path.rglob("*") if p.is_file()
+    }
+
+
+def _cli(args, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    return subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+def _dpo_cli(out, *extra) -> int:
+    from rlsurvey.cli import main
+
+    return main(["train", "dpo", "--output-dir", str(out), *SMALL, *extra])
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused_and_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    _dpo_cli(out, "--max-steps", "2", "--save-steps", "1")
+    before = _snapshot(out)
+    done = _cli(["dpo", "--output-dir", str(out), *SMALL, "--max-steps", "2"])
+    assert done.returncode != 0
+    assert "holds another run's outputs" in done.stderr and "--overwrite-output-dir" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no traceback
+    assert _snapshot(out) == before
+    _dpo_cli(out, "--max-steps", "1", "--overwrite-output-dir")
+    assert not list_checkpoints(out), "the replaced run's checkpoints are gone (never resumed by mistake)"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+KILL_DURING_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import rlsurvey.checkpoint as ck
+    real = ck.save_checkpoint
+
+    def dying(output_dir, step, write, state, rng=None, total_limit=None):
+        if step == 3:  # killed half-way through writing checkpoint-3: the weights are on disk, the rest not
+            def half(tmp):
+                write(tmp)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(output_dir, step, half, state, rng, total_limit)
+        return real(output_dir, step, write, state, rng, total_limit)
+
+    import rlsurvey.algos.dpo_trainer as dt
+    dt.save_checkpoint = dying
+    from rlsurvey.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_a_run_killed_while_writing_a_checkpoint_leaves_the_previous_one_resumable(tmp_path):
+    from safetensors.torch import load_file
+
+    full, out = tmp_path / "full", tmp_path / "killed"
+    _dpo_cli(full, "--max-steps", "5")
+    args = ["train", "dpo", "--output-dir", str(out), *SMALL, "--max-steps", "5", "--save-steps", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SAVE, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
+    assert any(p.name.startswith(".tmp-checkpoint-3") for p in out.iterdir()), "the kill hit the write"
+    _dpo_cli(out, "--max-steps", "5", "--save-steps", "1", "--resume-from-checkpoint", "latest")
+    want = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    got = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    _assert_same_run(want, {}, got, {})
+    a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    args = ["grpo", "--output-dir", str(out), "--steps", "200", "--prompts-per-step", "4",
+            "--group-size", "4", "--max-new-tokens", "4", "--num-examples", "64",
+            "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "SIGTERM at step" in err
+    saved = list_checkpoints(out)
+    assert saved, "a checkpoint was written on the way out"
+    step = int(saved[-1].name.split("-")[1])
+    assert 2 <= step < 200
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert rows[-1]["step"] == step, "every finished step's metrics were flushed before the exit"
+
+
+def test_a_nan_loss_stops_the_cli_run_keeping_finite_checkpoints(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    done = _cli(["dpo", "--output-dir", str(out), *SMALL, "--learning-rate", "1e30", "--max-steps", "4",
+                 "--logging-steps", "4", "--save-steps", "1"])  # fmt: skip
+    assert done.returncode != 0
+    assert re.search(r"stopped at step \d: (loss|grad_norm|parameter)", done.stderr), done.stderr[-2000:]
+    assert not (out / "model.safetensors").exists(), "no final model from a run that diverged"
+    for ckpt in list_checkpoints(out):
+        model = AutoModelForCausalLM.from_pretrained(ckpt)
+        assert all(torch.isfinite(p).all() for p in model.parameters()), ckpt
+
+
+class _FakeTracker:
+    rows: list = []
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+
+    def log(self, numbers, step):
+        self.rows.append((step, numbers))
+
+    def close(self):
+        self.rows.append("closed")
+
+
+def test_report_to_sends_every_logged_row_to_the_trackers(tmp_path, monkeypatch):
+    import rlsurvey.checkpoint as ck
+
+    monkeypatch.setattr(ck, "_installed", lambda name: name == "trackio")
+    monkeypatch.setattr(ck, "_Trackio", _FakeTracker)
+    _FakeTracker.rows = []
+    log = MetricsFile(tmp_path / "metrics.jsonl", report_to=["all"])
+    for step in (1, 2):
+        log.write({"step": step, "loss": 0.5 / step, "name": "text is not a metric"})
+    log.close()
+    assert _FakeTracker.rows == [(1, {"loss": 0.5}), (2, {"loss": 0.25}), "closed"]
+    with pytest.raises(ValueError, match="tensorboard is not installed"):
+        MetricsFile(tmp_path / "m2.jsonl", report_to=["tensorboard"])
+    with pytest.raises(ValueError, match="'wandb' is not one of"):
+        MetricsFile(tmp_path / "m3.jsonl", report_to=["wandb"])
+    assert MetricsFile(tmp_path / "m4.jsonl", report_to=["none"]).trackers == []

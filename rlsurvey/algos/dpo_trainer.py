@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
 from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
-from rlsurvey.algos.rollout import disable_dropout
+from rlsurvey.algos.rollout import context_length, disable_dropout
 from rlsurvey.checkpoint import (
     NonFiniteLossError,
     StopOnSignal,
@@ -140,6 +140,14 @@ class DPOConfig:
             raise ValueError(f"num_epochs must be > 0 when max_steps is None, got {self.num_epochs}")
         if self.save_steps is not None and self.output_dir is None:
             raise ValueError("save_steps needs an output_dir, got output_dir=None")
+        from rlsurvey.checks import check_fields
+
+        check_fields(self, {
+            "beta": ">0", "label_smoothing": "[0,0.5)", "learning_rate": ">0", "num_epochs": ">0",
+            "warmup_steps": "int>=0", "weight_decay": ">=0", "adam_betas": "[0,1)", "adam_epsilon": ">0",
+            "max_grad_norm": ">0", "dpop_lambda": ">=0", "bdpo_alpha": ">=0", "bdpo_momentum": "[0,1)",
+            "simpo_gamma": ">=0", "kto_desirable_weight": ">=0", "kto_undesirable_weight": ">=0",
+        })  # fmt: skip
 
     @property
     def needs_reference(self) -> bool:
@@ -307,9 +315,13 @@ def _columns(ds, loss_type: str, tokenizer) -> tuple[str, dict]:
 
 
 class _Tokenized:
-    """Token ids of every example; `ref` receives the reference log-probs once they are computed."""
+    """Token ids of every example; `ref` receives the reference log-probs once they are computed.
 
-    def __init__(self, ds, tokenizer, config: DPOConfig):
+    limit: the model's context. An example longer than it loses prompt tokens from the left (the prompt
+    keeps at least one); a response that alone is too long also loses its last tokens.
+    """
+
+    def __init__(self, ds, tokenizer, config: DPOConfig, limit: int | None = None):
         self.kind, cols = _columns(ds, config.loss_type, tokenizer)
         if config.loss_type == "npo":  # NPO only ever sees the responses to forget
             keep = [i for i, lab in enumerate(cols["label"]) if not lab]
@@ -353,7 +365,24 @@ class _Tokenized:
             self.label = torch.tensor(cols["label"], dtype=torch.bool)
             comp = self.responses["completion"]  # KTO's z₀: prompt i with the response of example i + 1
             self.responses["kl"] = comp[1:] + comp[:1]
+        if limit is not None:
+            self._fit(limit)
         self.ref: dict[str, torch.Tensor] = {}  # response column -> [N] reference log-probs
+
+    def _fit(self, limit: int) -> None:
+        for i, prompt in enumerate(self.prompt):
+            longest = max(len(r[i]) for r in self.responses.values())
+            if len(prompt) + longest <= limit:
+                continue
+            keep = max(1, limit - longest)
+            self.prompt[i] = prompt[-keep:]
+            for r in self.responses.values():
+                r[i] = r[i][: limit - keep]
+            if self.kind == "paired" and torch.equal(*(self.responses[c][i] for c in ("chosen", "rejected"))):
+                raise ValueError(
+                    f"row {i}: chosen and rejected are the same in their first {limit - keep} tokens, all "
+                    f"that fits in the model's context of {limit} tokens; shorten the responses"
+                )
 
     def __len__(self) -> int:
         return len(self.prompt)
@@ -401,8 +430,9 @@ class DPOTrainer:
         self.device = next(model.parameters()).device
         if c.disable_dropout:
             disable_dropout(model)
-        self.train_data = _Tokenized(train_dataset, tokenizer, c)
-        self.eval_data = _Tokenized(eval_dataset, tokenizer, c) if eval_dataset is not None else None
+        limit = context_length(model)  # longer examples are cut to fit, prompt first (see _Tokenized)
+        self.train_data = _Tokenized(train_dataset, tokenizer, c, limit)
+        self.eval_data = _Tokenized(eval_dataset, tokenizer, c, limit) if eval_dataset is not None else None
         self.packing = c.packing and self._packing_is_exact()
         self.ref_model = None
         if c.needs_reference:
@@ -673,7 +703,8 @@ class DPOTrainer:
         """The loss and its metrics, prefixed eval_, on `dataset` (default: the trainer's eval_dataset),
         averaged over examples. A new dataset needs a kept reference (precompute_ref_log_probs=False) unless
         the loss is reference-free."""
-        data = self.eval_data if dataset is None else _Tokenized(dataset, self.tokenizer, self.config)
+        limit = context_length(self.model)
+        data = self.eval_data if dataset is None else _Tokenized(dataset, self.tokenizer, self.config, limit)
         if data is None:
             raise ValueError("evaluate() needs a dataset or an eval_dataset given to DPOTrainer; got neither")
         was_training = self.model.training

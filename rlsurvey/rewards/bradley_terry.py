@@ -119,6 +119,15 @@ class RewardTrainingConfig:
     save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
     resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
 
+    def __post_init__(self):
+        from rlsurvey.checks import check_fields
+
+        check_fields(self, {
+            "learning_rate": ">0", "weight_decay": ">=0", "batch_size": "int>=1", "epochs": "int>=1",
+            "max_length": "int>=2", "center_rewards_coefficient": ">=0", "max_grad_norm": ">0",
+            "save_steps": "int>=1", "save_total_limit": "int>=1",
+        })  # fmt: skip
+
 
 def _pairs(dataset) -> tuple[list[str], list[str], list[str]]:
     cols = set(dataset.column_names)

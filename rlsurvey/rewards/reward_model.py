@@ -120,25 +120,35 @@ class RewardModel(nn.Module):
         return _head(self.model)(pooled).squeeze(-1)
 
     def tokenize(self, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None):
-        """Tokenize prompt + response (+ EOS if the tokenizer has one), right padded; a dict of tensors."""
+        """Tokenize prompt + response (+ EOS if the tokenizer has one), right padded; a dict of tensors.
+
+        A sequence longer than `max_length`, or than the model's context (its position table), loses tokens
+        from the start of its prompt: the response, which is what tells two responses to one prompt apart,
+        is kept whole. A response that alone is too long keeps one prompt token and its own first tokens.
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; they must pair up")
         eos = self.tokenizer.eos_token or ""
+        limit = _context_length(self.model)
+        if max_length is not None:
+            limit = max_length if limit is None else min(limit, max_length)
         texts = [p + r + eos for p, r in zip(prompts, responses, strict=True)]
-        old_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "right"
-        try:
-            enc = self.tokenizer(
-                texts,
-                return_tensors="pt",
-                padding=True,
-                truncation=max_length is not None,
-                max_length=max_length,
-                add_special_tokens=False,
-            )
-        finally:
-            self.tokenizer.padding_side = old_side
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        rows = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        for i, ids in enumerate(rows):
+            if limit is not None and len(ids) > limit:
+                rows[i] = self._fit(prompts[i], responses[i] + eos, limit)
+        width = max((len(ids) for ids in rows), default=0)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows], dtype=torch.long)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in rows], dtype=torch.long)
+        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    def _fit(self, prompt: str, response: str, limit: int) -> list[int]:
+        """Token ids of prompt + response in `limit` tokens, cut from the left of the prompt."""
+        p, r = (self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in (prompt, response))
+        if len(r) >= limit:  # the response alone fills the context
+            return (p[-1:] + r[: limit - 1]) if p else r[:limit]
+        return p[max(0, len(p) - (limit - len(r))) :] + r
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
@@ -157,6 +167,15 @@ class RewardModel(nn.Module):
         if args and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str):
             return self.score(*args, **kwargs)
         return super().__call__(*args, **kwargs)
+
+
+def _context_length(model: nn.Module) -> int | None:
+    """The longest sequence the model's position table holds, or None when it has no fixed limit."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _head(model: nn.Module) -> nn.Module:
