@@ -229,6 +229,14 @@ class StopOnSignal:
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
+    def stop_if_requested(self, step: int, save: Callable[[], Path | None] | None) -> None:
+        """After a finished step: if a signal came, call `save` (when given) and raise TrainingInterrupted."""
+        if self.requested is None:
+            return
+        saved = save() if save is not None else None
+        done = f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
+        raise TrainingInterrupted(f"{self.requested} at step {step}: {done}", saved)
+
     def __exit__(self, *exc) -> None:
         for s, old in self._old.items():
             signal.signal(s, old)

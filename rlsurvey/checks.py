@@ -94,7 +94,7 @@ NON_NEGATIVE = Limit(0.0)  # a coefficient that 0 switches off
 PROBABILITY = Limit(0.0, 1.0)  # gamma, lambda
 FRACTION = Limit(0.0, 1.0, high_open=True)  # a moment-decay rate such as Adam's betas
 COUNT = Limit(1, integer=True)  # a batch size, a number of steps: 0 is meaningless
-NON_NEGATIVE_INT = Limit(0, integer=True)  # 0 means "off" (top_k, warmup_steps, save_every)
+NON_NEGATIVE_INT = Limit(0, integer=True)  # 0 means "off" (top_k, warmup_steps)
 
 
 @functools.cache

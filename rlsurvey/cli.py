@@ -300,8 +300,8 @@ def _config(cmd: Command, args, main: bool, output_dir: Path):
     if "progress" in names and not main:
         fixed["progress"] = False
     if "output_dir" in names:  # the trainer's own checkpoints, written by the main process only
-        # PPO's trainer saves into output_dir at the end too; the CLI saves the final model itself
-        saves = main and getattr(args, "save_every", 1) != 0
+        # PPO's trainer also saves a checkpoint at the end when it has an output_dir: only with --save-steps
+        saves = main and (args.algo != "ppo" or getattr(args, "save_steps", None) is not None)
         fixed["output_dir"] = str(output_dir) if saves else None
         if not main and "save_steps" in names:
             fixed["save_steps"] = None

@@ -97,7 +97,7 @@ POS, NON_NEG, COUNT, NON_NEG_INT = ["0", "-1"], ["-1"], ["0", "-2"], ["-1"]
 BAD = {  # field -> out-of-range values (NaN and the infinities are added for every float field)
     "learning_rate": ["0", "-1e-4"], "weight_decay": NON_NEG, "batch_size": COUNT, "epochs": COUNT,
     "max_length": ["1", "0"], "center_rewards_coefficient": NON_NEG, "max_grad_norm": POS,
-    "save_steps": COUNT, "save_total_limit": COUNT, "save_every": NON_NEG_INT, "steps": COUNT,
+    "save_steps": COUNT, "save_total_limit": COUNT, "steps": COUNT,
     "num_mini_batches": COUNT, "ppo_epochs": COUNT, "adam_eps": POS, "max_new_tokens": COUNT,
     "temperature": ["0", "-0.5"], "top_k": NON_NEG_INT, "top_p": ["0", "1.5"], "kl_coef": NON_NEG,
     "target_kl": POS, "kl_horizon": COUNT, "gamma": ["-0.1", "1.5"], "lam": ["-0.1", "1.5"],

@@ -266,9 +266,9 @@ def test_ppo_resumed_run_equals_the_uninterrupted_one(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _ppo(tmp_path / "part", save_every=1, save_total_limit=2).train(PROMPTS, callback=crash)
+        _ppo(tmp_path / "part", save_steps=1, save_total_limit=2).train(PROMPTS, callback=crash)
     assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-2", "checkpoint-3"]
-    resumed = _ppo(tmp_path / "part", save_every=1, save_total_limit=2, resume_from_checkpoint="latest")
+    resumed = _ppo(tmp_path / "part", save_steps=1, save_total_limit=2, resume_from_checkpoint="latest")
     hist = resumed.train(PROMPTS)
     params = {**_params(resumed.policy), **{f"v.{k}": v for k, v in _params(resumed.value_model).items()}}
     _assert_same_run(full_hist, full_params, hist, params)

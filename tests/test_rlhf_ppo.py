@@ -269,7 +269,7 @@ def test_bad_reward_stops_and_keeps_the_last_good_checkpoint(tmp_path, bad):
             return scores[:-1] if bad == "length" else [math.nan] + scores[1:]
         return scores
 
-    tr = make_trainer("llama", flaky, steps=5, output_dir=str(tmp_path), save_every=1)
+    tr = make_trainer("llama", flaky, steps=5, output_dir=str(tmp_path), save_steps=1)
     with pytest.raises(RewardError, match="stopped at step 3.*checkpoint-2") as info:
         tr.train(PROMPTS)
     assert ("returned 7 scores" if bad == "length" else "non-finite") in str(info.value)

@@ -46,7 +46,6 @@ from rlsurvey.algos.rollout import context_length, disable_dropout
 from rlsurvey.checkpoint import (
     NonFiniteLossError,
     StopOnSignal,
-    TrainingInterrupted,
     check_finite,
     check_weights,
     load_trainer_state,
@@ -649,15 +648,7 @@ class DPOTrainer:
                     pending = []
                 if c.save_steps and self.step % c.save_steps == 0:
                     self.save_checkpoint()
-                if stop.requested:
-                    saved = self.save_checkpoint() if c.output_dir else None
-                    raise TrainingInterrupted(
-                        f"{stop.requested} at step {self.step}: "
-                        + (
-                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
-                        ),
-                        saved,
-                    )
+                stop.stop_if_requested(self.step, self.save_checkpoint if c.output_dir else None)
         return self.history
 
     def save_checkpoint(self) -> Path | None:

@@ -20,6 +20,7 @@ what the reasoning models of the survey's table (o1, DeepSeek-R1, Kimi k1.5) sca
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import random
@@ -35,7 +36,6 @@ from rlsurvey.algos.policy_loss import AGGREGATIONS, aggregate, clipped_surrogat
 from rlsurvey.algos.rollout import RewardError, RewardFn, collect_rollout, disable_dropout, repeat_prompts
 from rlsurvey.checkpoint import (
     StopOnSignal,
-    TrainingInterrupted,
     check_finite,
     check_weights,
     load_trainer_state,
@@ -386,13 +386,7 @@ def train_grpo(
                 log(evaluate(step))
             if cfg.checkpoint_dir and cfg.save_steps and step % cfg.save_steps == 0:
                 last_checkpoint = checkpoint(step) or last_checkpoint
-            if stop.requested:
-                saved = checkpoint(step) if cfg.checkpoint_dir else None
-                raise TrainingInterrupted(
-                    f"{stop.requested} at step {step}: "
-                    + (f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"),
-                    saved,
-                )
+            stop.stop_if_requested(step, functools.partial(checkpoint, step) if cfg.checkpoint_dir else None)
     bar.close()
     policy.eval()
     if cfg.checkpoint_dir and dist.is_main:

@@ -26,6 +26,7 @@ any update on that batch; the last checkpoint written stays as it was.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import random
@@ -51,7 +52,6 @@ from rlsurvey.algos.rollout import (
 )
 from rlsurvey.checkpoint import (
     StopOnSignal,
-    TrainingInterrupted,
     check_finite,
     check_weights,
     load_trainer_state,
@@ -105,7 +105,7 @@ class RLHFPPOConfig:
     ent_coef: float = 0.0  # weight of an entropy bonus (0: none, as in InstructGPT)
     missing_eos_penalty: float | None = None  # subtracted from the score of responses cut without EOS
     output_dir: str | None = None  # checkpoints (policy and value as HF directories) go here
-    save_every: int = 0  # write a checkpoint every this many steps (0: only at the end)
+    save_steps: int | None = None  # write a checkpoint every this many steps (None: only at the end)
     save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
     resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
     seed: int = 0  # prompt order, minibatch order and sampling
@@ -144,7 +144,7 @@ class RLHFPPOConfig:
             "learning_rate": ">0", "adam_eps": ">0", "max_grad_norm": ">0", "temperature": ">0",
             "top_k": "int>=0", "top_p": "(0,1]", "kl_coef": ">=0", "target_kl": ">0", "kl_horizon": "int>=1",
             "gamma": "[0,1]", "lam": "[0,1]", "cliprange": ">0", "cliprange_value": ">0", "vf_coef": ">=0",
-            "ent_coef": ">=0", "missing_eos_penalty": ">=0", "save_every": "int>=0", "save_steps": "int>=1",
+            "ent_coef": ">=0", "missing_eos_penalty": ">=0", "save_steps": "int>=1",
             "save_total_limit": "int>=1",
         })  # fmt: skip
 
@@ -462,7 +462,7 @@ class RLHFPPOTrainer:
                     where = (
                         f"the last good checkpoint is {self.last_checkpoint}"
                         if self.last_checkpoint
-                        else "no checkpoint was written yet (set config.output_dir and save_every)"
+                        else "no checkpoint was written yet (set config.output_dir and save_steps)"
                     )
                     raise RewardError(
                         f"training stopped at step {self.step_count + 1}: {exc}. The policy was not updated "
@@ -474,21 +474,10 @@ class RLHFPPOTrainer:
                 if "objective/gold" in row:
                     post["gold"] = row["objective/gold"]
                 bar.set_postfix({k: f"{v:.2f}" for k, v in post.items()})
-                if c.output_dir and c.save_every and self.step_count % c.save_every == 0:
+                if c.output_dir and c.save_steps and self.step_count % c.save_steps == 0:
                     self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
-                if stop.requested:
-                    saved = (
-                        self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
-                        if c.output_dir
-                        else None
-                    )
-                    raise TrainingInterrupted(
-                        f"{stop.requested} at step {self.step_count}: "
-                        + (
-                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
-                        ),
-                        saved,
-                    )
+                here = Path(c.output_dir) / f"checkpoint-{self.step_count}" if c.output_dir else None
+                stop.stop_if_requested(self.step_count, functools.partial(self.save, here) if here else None)
         bar.close()
         if c.output_dir:
             self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")

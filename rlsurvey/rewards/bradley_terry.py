@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from rlsurvey.checkpoint import (
     StopOnSignal,
-    TrainingInterrupted,
     check_finite,
     check_weights,
     load_trainer_state,
@@ -255,15 +254,7 @@ def train_reward_model(
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
                 if config.output_dir and config.save_steps and step % config.save_steps == 0:
                     last_checkpoint = checkpoint() or last_checkpoint
-                if stop.requested:
-                    saved = checkpoint() if config.output_dir else None
-                    raise TrainingInterrupted(
-                        f"{stop.requested} at step {step}: "
-                        + (
-                            f"saved {saved}; resume with resume_from_checkpoint" if saved else "nothing saved"
-                        ),
-                        saved,
-                    )
+                stop.stop_if_requested(step, checkpoint if config.output_dir else None)
     bar.close()
     model.eval()
     return history
