@@ -49,14 +49,23 @@ __all__ = ["COMMANDS", "build_parser", "is_main_process", "main"]
 BOUND = {"seed": "--seed", "output_dir": "--output-dir", "checkpoint_dir": "--output-dir"}
 
 
+# The command line keeps the newest 3 checkpoints unless told otherwise (--save-total-limit none keeps all);
+# in Python the configs keep every checkpoint, as TRL's do.
+CLI_SAVE_TOTAL_LIMIT = 3
+
+
 @dataclasses.dataclass
 class Command:
     config: type  # the config dataclass
-    defaults: Callable[[], object]  # its default instance (a preset for RLOO)
+    preset: Callable[[], object]  # its default instance in Python (a preset for RLOO)
     world: str  # the synthetic world used without --model / --dataset
     data: str  # "preference" or "prompt"
     about: str  # one line for --help
     choices: dict = dataclasses.field(default_factory=dict)  # allowed values of str fields
+
+    def defaults(self):
+        """The preset with the command line's own defaults on top."""
+        return dataclasses.replace(self.preset(), save_total_limit=CLI_SAVE_TOTAL_LIMIT)
 
 
 def _commands() -> dict[str, Command]:

@@ -425,3 +425,13 @@ def test_report_to_sends_every_logged_row_to_the_trackers(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="'wandb' is not one of"):
         MetricsFile(tmp_path / "m3.jsonl", report_to=["wandb"])
     assert MetricsFile(tmp_path / "m4.jsonl", report_to=["none"]).trackers == []
+
+
+def test_the_command_line_keeps_the_newest_three_checkpoints_by_default(tmp_path):
+    out = tmp_path / "run"
+    _dpo_cli(out, "--max-steps", "6", "--save-steps", "1")
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-4", "checkpoint-5", "checkpoint-6"]
+    _dpo_cli(
+        out, "--max-steps", "2", "--save-steps", "1", "--save-total-limit", "none", "--overwrite-output-dir"
+    )
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
