@@ -6,8 +6,10 @@ chapter can plot the gold reward beside the proxy an algorithm optimizes.
 - `reviews`: short English reviews from a probabilistic grammar, a gold reward of their attributes, and
   simulated Bradley-Terry annotators (preference learning: RLHF, DPO and friends).
 - `arithmetic`: prompts such as "37+58=" with an exact verifier (RL with verifiable rewards: GRPO).
+- `reasoning`: chains such as "3+8-5+9=", answered directly or step by step ("[3+8=11;11-5=6;6+9=15]15"),
+  with DeepSeek-R1's accuracy and format rewards and a strict verifier.
 """
 
-from rlsurvey.tasks import arithmetic, reviews
+from rlsurvey.tasks import arithmetic, reasoning, reviews
 
-__all__ = ["arithmetic", "reviews"]
+__all__ = ["arithmetic", "reasoning", "reviews"]
