@@ -107,8 +107,8 @@ def _commands() -> dict[str, Command]:
 
 COMMANDS = ("reward", "ppo", "rloo", "dpo", "grpo")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
-WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base"}
-WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier"}
+WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
+WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier"}
 
 
 def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
@@ -128,7 +128,8 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         help=f"the synthetic world that supplies the default model, data and reward [default: {cmd.world}]",
     )  # fmt: skip
     model_help = (
-        "the model to train: a shipped name (reviews-base, arith-base), a local HF directory or a hub id"
+        "the model to train: a shipped name (reviews-base, arith-base, reason-base), a local HF directory or "
+        "a hub id"
     )
     if name == "reward":
         model_help = (
@@ -154,9 +155,9 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
     if cmd.data == "prompt":
         g.add_argument(
             "--reward", default=None,
-            help="the reward: 'gold' (the reviews world's true reward), 'verifier' (the arithmetic world's "
-            "exact-match check) or a reward-model directory, e.g. one written by `rlsurvey train reward` "
-            "[default: the world's, gold or verifier]",
+            help="the reward: 'gold' (the reviews world's true reward), 'verifier' (the arithmetic or "
+            "reasoning world's strict answer check) or a reward-model directory, e.g. one written by "
+            "`rlsurvey train reward` [default: the world's, gold or verifier]",
         )  # fmt: skip
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... [default: CUDA when present]")
     g.add_argument(
@@ -203,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     data.add_argument("path", help="output: .jsonl, .json, .parquet, or a directory (save_to_disk)")
     data.add_argument(
-        "--world", choices=["reviews", "arithmetic"], default="reviews", help="[default: reviews]"
+        "--world",
+        choices=["reviews", "arithmetic", "reasoning"],
+        default="reviews",
+        help="[default: reviews]",
     )
     data.add_argument(
         "--type", dest="data_type", choices=["preference", "unpaired", "prompt"], default="preference",
@@ -280,14 +284,15 @@ def _prompts(args, tokenizer) -> list[str]:
 
 def _reward(args, device):
     """(reward_fn, gold_fn or None, description)."""
-    from rlsurvey.tasks import arithmetic, reviews
+    from rlsurvey.tasks import arithmetic, reasoning, reviews
 
     spec = reward_spec(args)  # checked against the world; a directory that is there
     gold = (lambda p, c: reviews.gold_reward(c, p)) if args.world == "reviews" else None
     if spec == "gold":
         return gold, None, "gold"
     if spec == "verifier":
-        return arithmetic.verify, None, "verifier"
+        check = arithmetic.verify if args.world == "arithmetic" else reasoning.accuracy_reward
+        return check, None, "verifier"
     from rlsurvey.rewards.reward_model import RewardModel
 
     rm = RewardModel.from_pretrained(spec).to(device).eval().requires_grad_(False)

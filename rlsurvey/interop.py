@@ -39,7 +39,7 @@ __all__ = [
     "world_dataset",
 ]
 
-WORLDS = ("reviews", "arithmetic")
+WORLDS = ("reviews", "arithmetic", "reasoning")
 DATA_TYPES = ("preference", "unpaired", "prompt")
 
 
@@ -98,20 +98,20 @@ def world_dataset(
     world: str, data_type: str, n: int, seed: int = 0, conversational: bool = False
 ) -> datasets.Dataset:
     """`n` examples of a synthetic world in a TRL format: ("reviews", "preference" | "unpaired" |
-    "prompt") or ("arithmetic", "prompt"); the arithmetic world has a verifier, not preferences."""
-    from rlsurvey.tasks import arithmetic, reviews
+    "prompt"), ("arithmetic", "prompt") or ("reasoning", "prompt"); the arithmetic and reasoning worlds have
+    a verifier, not preferences."""
+    from rlsurvey.tasks import arithmetic, reasoning, reviews
 
     if world not in WORLDS:
         raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
     if data_type not in DATA_TYPES:
         raise ValueError(f"data_type must be one of {list(DATA_TYPES)}, got {data_type!r}")
     if data_type == "prompt":
-        sample = reviews.sample_prompts if world == "reviews" else arithmetic.sample_prompts
+        sample = {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning}[world].sample_prompts
         return prompts_to_trl(sample(n, seed), conversational)
-    if world == "arithmetic":
+    if world != "reviews":
         raise ValueError(
-            "the arithmetic world has prompts and a verifier, not preference pairs; "
-            f"got data_type={data_type!r}"
+            f"the {world} world has prompts and a verifier, not preference pairs; got data_type={data_type!r}"
         )
     pairs = reviews.make_preferences(n, seed)
     if data_type == "unpaired":

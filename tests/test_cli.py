@@ -143,7 +143,7 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
     ("argv", "message"),
     [
         (["train", "grpo", "--reward", "gold"], "reviews world's reward"),
-        (["train", "ppo", "--reward", "verifier"], "arithmetic answers"),
+        (["train", "ppo", "--reward", "verifier"], "answers of the arithmetic or reasoning world"),
         (["train", "ppo", "--reward", "no/such/dir"], "reward-model directory"),
         (["train", "ppo", "--batch-size", "4", "--num-mini-batches", "3"], "num_mini_batches must divide"),
         (["train", "reward", "--world", "arithmetic"], "no preference pairs"),

@@ -202,7 +202,7 @@ def test_zero_examples_of_a_dataset_file_is_refused(tmp_path, no_loading):
         (["train", "reward", "--margin-column", "nope"], ["--margin-column nope", "no such column"]),
         (["train", "dpo", "--world", "arithmetic"], ["--world arithmetic", "no preference pairs"]),
         (["train", "grpo", "--reward", "gold"], ["--reward gold", "reviews world's reward"]),
-        (["train", "ppo", "--reward", "verifier"], ["--reward verifier", "arithmetic answers"]),
+        (["train", "ppo", "--reward", "verifier"], ["--reward verifier", "arithmetic or reasoning world"]),
         (["train", "ppo", "--batch-size", "4", "--num-mini-batches", "3"], ["--num-mini-batches:", "divide"]),
     ],
 )

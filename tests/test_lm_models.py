@@ -15,13 +15,14 @@ from rlsurvey.lm.pretrain import PretrainConfig, world_corpus
 from rlsurvey.lm.quality import measure_quality
 from rlsurvey.lm.tokenizer import EOS, train_char_tokenizer
 
-WORLD = {"reviews-base": "reviews", "arith-base": "arithmetic"}
+WORLD = {"reviews-base": "reviews", "arith-base": "arithmetic", "reason-base": "reasoning"}
 
 
 def test_model_path_names_and_errors():
     for name in SHIPPED_MODELS:
         assert (model_path(name) / "config.json").is_file()
-    with pytest.raises(ValueError, match=r"name must be one of \['arith-base', 'reviews-base'\]"):
+    names = r"\['arith-base', 'reason-base', 'reviews-base'\]"
+    with pytest.raises(ValueError, match="name must be one of " + names):
         model_path("gpt-5")
 
 
@@ -55,6 +56,12 @@ def test_model_card_figures_are_reproduced_and_meet_the_bar(name):
         assert q["parse_rate"] >= 0.95
         assert q["frac_gold_positive"] > 0.2 and q["frac_gold_negative"] > 0.2  # spread
         keys = ("parse_rate", "gold_mean", "frac_gold_positive")
+    elif config.world == "reasoning":
+        # the bar of a base model for R1-Zero: right on a minority of prompts, reasoning on a minority, and
+        # far more often right when it reasons than when it answers at once (RL has something to reinforce)
+        assert 0.15 <= q["accuracy_sampled"] <= 0.45 and 0.05 <= q["reasoning_share"] <= 0.35
+        assert q["accuracy_when_reasoning"] >= q["accuracy_when_direct"] + 0.40
+        keys = ("accuracy_sampled", "reasoning_share", "accuracy_when_reasoning", "accuracy_when_direct")
     else:
         # sampled at T=1, as RL samples: right only part of the time; greedy shows the mode is often right
         assert 0.2 <= q["accuracy_sampled"] <= 0.6 and q["accuracy_greedy"] > q["accuracy_sampled"]

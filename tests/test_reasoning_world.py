@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -123,3 +124,32 @@ def test_bad_arguments_are_named():
         rw.accuracy_reward([PROMPT], ["15", "15"])
     with pytest.raises(TypeError, match="completion must be a str"):
         rw.parse(15)
+
+
+def test_grpo_on_the_reasoning_world_runs_from_the_command_line(tmp_path):
+    """`rlsurvey train grpo --world reasoning` trains the shipped reason-base on the strict verifier."""
+    from rlsurvey.cli import main
+
+    out = tmp_path / "grpo"
+    args = ["train", "grpo", "--world", "reasoning", "--output-dir", str(out), "--steps", "2",
+            "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "48",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["model"] == "reason-base" and record["reward"] == "verifier"
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(0 <= r["reward"] <= 1 for r in rows)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_the_data_command_writes_reasoning_prompts_and_refuses_pairs(tmp_path):
+    from rlsurvey.cli import main
+    from rlsurvey.interop import world_dataset
+
+    assert (
+        main(["data", "--world", "reasoning", "--type", "prompt", "-n", "5", str(tmp_path / "p.jsonl")]) == 0
+    )
+    prompts = [json.loads(x)["prompt"] for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert prompts == rw.sample_prompts(5, seed=0)
+    with pytest.raises(ValueError, match="reasoning world has prompts and a verifier"):
+        world_dataset("reasoning", "preference", 5)

@@ -16,7 +16,9 @@ ASSETS = Path(__file__).resolve().parent
 SHIPPED_MODELS = {
     "reviews-base": "tiny Llama pretrained on the reviews grammar (rlsurvey.tasks.reviews)",
     "arith-base": "tiny Llama pretrained on noisy arithmetic (rlsurvey.tasks.arithmetic)",
+    "reason-base": "tiny Llama pretrained on reasoning chains, worked or direct (rlsurvey.tasks.reasoning)",
 }
+WORLD_OF = {"reviews-base": "reviews", "arith-base": "arithmetic", "reason-base": "reasoning"}
 
 
 def model_path(name: str) -> Path:
@@ -27,7 +29,7 @@ def model_path(name: str) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"the shipped model {name!r} is missing at {path}; rebuild it with "
-            f"`python -m rlsurvey.lm.pretrain --world {name.split('-')[0].replace('arith', 'arithmetic')}`"
+            f"`python -m rlsurvey.lm.pretrain --world {WORLD_OF[name]}`"
         )
     return path
 

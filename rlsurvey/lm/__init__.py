@@ -2,7 +2,7 @@
 
 Survey section 2.2 of arXiv 2412.10400 (the LM as a policy: state = prompt and tokens so far, action = next
 token, episode = a response, reward at its end). Everything works for any Hugging Face causal LM; the tiny
-shipped ones ("reviews-base", "arith-base") are trained by `python -m rlsurvey.lm.pretrain`.
+shipped ones ("reviews-base", "arith-base", "reason-base") are trained by `python -m rlsurvey.lm.pretrain`.
 
 | module        | what it holds                                                                 |
 |---------------|-------------------------------------------------------------------------------|

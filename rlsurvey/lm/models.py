@@ -5,10 +5,10 @@ arXiv 2302.13971: RMSNorm, rotary positions, SwiGLU), shrunk until it trains in 
 loader works for any causal LM (the tests also use a GPT-2 config, Radford et al. 2019), so nothing in the
 course depends on Llama.
 
-Loading rules: a shipped name ("reviews-base", "arith-base") or a local directory loads offline; anything
-else is taken for a hub id and needs a network (HF_HUB_OFFLINE unset). `trust_remote_code` is off unless
-the caller turns it on. The tokenizer pads on the left (prompts end where the responses start) and always has
-a pad token: its EOS when it has none, otherwise an error.
+Loading rules: a shipped name ("reviews-base", "arith-base", "reason-base") or a local directory loads
+offline; anything else is taken for a hub id and needs a network (HF_HUB_OFFLINE unset).
+`trust_remote_code` is off unless the caller turns it on. The tokenizer pads on the left (prompts end where
+the responses start) and always has a pad token: its EOS when it has none, otherwise an error.
 """
 
 from __future__ import annotations

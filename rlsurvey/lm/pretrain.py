@@ -1,7 +1,8 @@
-"""The pretraining recipe of the shipped models: `python -m rlsurvey.lm.pretrain --world reviews|arithmetic`.
+"""The pretraining recipe of the shipped models: `python -m rlsurvey.lm.pretrain --world WORLD`.
 
 Survey section 2.2 of arXiv 2412.10400 (before RL there is a pretrained policy). Next-token prediction on a
-world's corpus (reviews from the grammar, or noisy arithmetic lines), each example followed by EOS, with
+world's corpus (reviews from the grammar, noisy arithmetic lines, or reasoning chains answered directly or
+step by step), each example followed by EOS, with
 AdamW (Loshchilov and Hutter, arXiv 1711.05101), linear warm-up and cosine decay. The result is a Hugging
 Face directory (config.json, model.safetensors, tokenizer.json, README.md model card with measured quality,
 metrics.json) written to a temporary sibling and renamed into place only when complete, so an interrupted
@@ -31,13 +32,13 @@ from rlsurvey.runtime import seed_everything
 
 __all__ = ["PretrainConfig", "world_corpus", "pretrain", "main"]
 
-WORLDS = ("reviews", "arithmetic")
-DEFAULT_NAMES = {"reviews": "reviews-base", "arithmetic": "arith-base"}
+WORLDS = ("reviews", "arithmetic", "reasoning")
+DEFAULT_NAMES = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 
 
 @dataclass
 class PretrainConfig:
-    world: str = "reviews"  # "reviews" or "arithmetic"
+    world: str = "reviews"  # "reviews", "arithmetic" or "reasoning"
     n_train: int = 20_000  # training examples drawn from the world (seed = `seed`)
     n_val: int = 2_000  # held-out examples (seed = `seed` + 1000): the perplexity in the model card
     steps: int = 800  # optimizer steps
@@ -50,6 +51,7 @@ class PretrainConfig:
     vocab_size: int = 640  # BPE vocabulary bound for reviews (arithmetic is per character)
     wrong_fraction: float = 0.5  # arithmetic: fraction of corpus lines with a wrong answer
     digits: int = 2  # arithmetic: operand digits
+    worked_fraction: float = 0.3  # reasoning: fraction of corpus lines that are worked solutions
     eval_every: int = 250  # steps between held-out loss evaluations
     model: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)  # architecture
 
@@ -65,7 +67,18 @@ class PretrainConfig:
     @classmethod
     def for_world(cls, world: str, **overrides) -> PretrainConfig:
         """The recipe of the shipped model of `world`, with any field overridden."""
-        if world == "arithmetic":
+        if world == "reasoning":  # a worked step must be learned in pretraining before RL can reward it
+            base = dict(
+                n_train=40_000,
+                steps=3_000,
+                lr=4e-3,
+                wrong_fraction=0.6,
+                worked_fraction=0.3,
+                model=TinyLlamaConfig(
+                    hidden_size=128, num_hidden_layers=4, intermediate_size=256, max_position_embeddings=64
+                ),
+            )
+        elif world == "arithmetic":
             base = dict(
                 n_train=40_000,
                 steps=4_500,
@@ -90,6 +103,13 @@ def world_corpus(config: PretrainConfig) -> tuple[list[str], list[str]]:
         from rlsurvey.tasks.reviews import sample_reviews
 
         return sample_reviews(config.n_train, config.seed), sample_reviews(config.n_val, config.seed + 1000)
+    if config.world == "reasoning":
+        from rlsurvey.tasks.reasoning import make_corpus as reasoning_corpus
+
+        kw = dict(worked_fraction=config.worked_fraction, wrong_fraction=config.wrong_fraction)
+        return reasoning_corpus(config.n_train, config.seed, **kw), reasoning_corpus(
+            config.n_val, config.seed + 1000, **kw
+        )
     from rlsurvey.tasks.arithmetic import make_corpus
 
     kw = dict(wrong_fraction=config.wrong_fraction, digits=config.digits)

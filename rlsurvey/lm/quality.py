@@ -53,6 +53,23 @@ def measure_quality(path: str | Path, config, val_texts: list[str], progress: bo
             frac_with_repetition=float(np.mean([a.repetition > 0 for a in attrs])),
             examples=full[:5],
         )
+    elif config.world == "reasoning":
+        from rlsurvey.tasks import reasoning
+
+        prompts = reasoning.sample_prompts(N_SAMPLES, EVAL_SEED)
+        g = generate(model, tok, prompts, max_new_tokens=48, temperature=1.0, seed=EVAL_SEED)
+        right = reasoning.accuracy_reward(prompts, g.texts)
+        thinks = np.array([reasoning.reasons(t) for t in g.texts])
+        out.update(
+            accuracy_sampled=float(right.mean()),
+            reasoning_share=float(thinks.mean()),
+            accuracy_when_reasoning=float(right[thinks].mean()) if thinks.any() else math.nan,
+            accuracy_when_direct=float(right[~thinks].mean()) if (~thinks).any() else math.nan,
+            format_rate=float(reasoning.format_reward(prompts, g.texts).mean()),
+            mean_length=float(g.response_mask.sum(1).float().mean()),
+            eos_rate=float(g.finished.float().mean()),
+            examples=[p + t for p, t in zip(prompts[:5], g.texts[:5])],
+        )
     else:
         from rlsurvey.tasks import arithmetic
 
@@ -81,7 +98,7 @@ def _size_line(config) -> str:
 
 def model_card(name: str, config, hist: dict, q: dict) -> str:
     """The README.md of a shipped model: recipe, data, seed and measured quality."""
-    flag = "reviews" if config.world == "reviews" else "arithmetic"
+    flag = config.world
     lines = [
         "---",
         "library_name: transformers",
@@ -114,6 +131,18 @@ def model_card(name: str, config, hist: dict, q: dict) -> str:
             f"- Tokenizer: byte-level BPE trained on the training reviews (at most {config.vocab_size}",
             "  entries), special tokens `<pad>` and `<eos>`.",
         ]
+    elif config.world == "reasoning":
+        lines += [
+            f"- {config.n_train} lines from `rlsurvey.tasks.reasoning.make_corpus(n, seed={config.seed}, "
+            f"worked_fraction={config.worked_fraction}, wrong_fraction={config.wrong_fraction})`:",
+            "  chains of 3 to 5 one-digit additions and subtractions; about "
+            f"{config.worked_fraction:.0%} are worked solutions",
+            "  `[3+8=11;11-5=6;6+9=15]15` (always right), the rest direct answers of which about "
+            f"{config.wrong_fraction:.0%} are wrong;",
+            f"  held out: {config.n_val} lines, seed {config.seed + 1000}.",
+            "- Tokenizer: one token per character (digits, `+`, `-`, `=`, `[`, `]`, `;`), special tokens",
+            "  `<pad>`, `<eos>`, `<unk>`.",
+        ]
     else:
         lines += [
             f"- {config.n_train} lines `a+b=c` / `a-b=c` from `rlsurvey.tasks.arithmetic.make_corpus(n, "
@@ -145,6 +174,16 @@ def model_card(name: str, config, hist: dict, q: dict) -> str:
             f"| gold > 0 / gold < 0 | {q['frac_gold_positive']:.1%} / {q['frac_gold_negative']:.1%} |",
             f"| samples with an insult / with repetition | {q['frac_with_insult']:.1%} / "
             f"{q['frac_with_repetition']:.1%} |",
+        ]
+    elif config.world == "reasoning":
+        lines += [
+            f"| accuracy (strict verifier), sampled at T=1 | {q['accuracy_sampled']:.1%} |",
+            f"| responses that reason (open with `[`) | {q['reasoning_share']:.1%} |",
+            f"| accuracy when it reasons / when it answers directly | {q['accuracy_when_reasoning']:.1%} / "
+            f"{q['accuracy_when_direct']:.1%} |",
+            f"| responses in the reasoning format | {q['format_rate']:.1%} |",
+            f"| mean response length (tokens, EOS included) | {q['mean_length']:.1f} |",
+            f"| samples that end with EOS | {q['eos_rate']:.1%} |",
         ]
     else:
         lines += [
