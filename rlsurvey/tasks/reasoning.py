@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlsurvey.tasks.arithmetic import check_pairs
+from rlsurvey.tasks.arithmetic import _check_n, check_pairs
 
 __all__ = [
     "THINK_CLOSE",
@@ -88,12 +88,6 @@ def _config(config: ReasoningConfig | None, kwargs: dict) -> ReasoningConfig:
     if config is not None and kwargs:
         raise ValueError(f"give either config or its fields, not both (got fields {sorted(kwargs)})")
     return config or ReasoningConfig(**kwargs)
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    return int(n)
 
 
 def sample_problems(n: int, seed: int = 0, config: ReasoningConfig | None = None, **kwargs):
