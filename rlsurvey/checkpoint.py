@@ -44,7 +44,8 @@ __all__ = [
     "check_weights",
     "load_weights",
     "list_checkpoints",
-    "load_trainer_state",
+    "read_trainer_state",
+    "restore_checkpoint",
     "resolve_checkpoint",
     "rng_state",
     "save_checkpoint",
@@ -54,6 +55,7 @@ __all__ = [
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 RNG_FILE = "rng_state.pt"
+OPTIMIZER_FILE = "optimizer.pt"
 _STEP = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
@@ -114,15 +116,18 @@ def save_checkpoint(
     step: int,
     write: Callable[[Path], None],
     state: dict,
-    rng: dict | None = None,
+    trainer: dict | None = None,
     total_limit: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> Path:
     """Write `output_dir/checkpoint-<step>` atomically and return its path.
 
-    write(path) stores the model, optimizer and so on into `path`, a temporary directory beside the final
-    one; then `rng` goes to rng_state.pt and `state` (JSON) to trainer_state.json, the file whose presence
-    marks a complete checkpoint; then the directory is renamed into place in one step. Older checkpoints
-    beyond `total_limit` are removed after the new one is in place.
+    write(path) stores the model (and anything else of the trainer's own) into `path`, a temporary directory
+    beside the final one; then the optimizer goes to optimizer.pt, the global generators and `trainer` (the
+    trainer's own sampling state: data order, private generators) to rng_state.pt, and `state` (JSON) to
+    trainer_state.json, the file whose presence marks a complete checkpoint; then the directory is renamed
+    into place in one step. Older checkpoints beyond `total_limit` are removed after the new one is in
+    place. `restore_checkpoint` reads it back.
     """
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -132,7 +137,9 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     write(tmp)
-    torch.save(rng if rng is not None else rng_state(), tmp / RNG_FILE)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    torch.save({"global": rng_state(), "trainer": trainer or {}}, tmp / RNG_FILE)
     with (tmp / TRAINER_STATE).open("w") as f:
         json.dump(json_safe({"step": step, **state}), f, indent=1)
         f.flush()
@@ -167,12 +174,21 @@ def resolve_checkpoint(resume: str | Path | None, output_dir: str | Path | None)
     return path
 
 
-def load_trainer_state(path: str | Path) -> tuple[dict, dict]:
-    """(trainer_state.json, rng_state.pt) of a checkpoint."""
+def read_trainer_state(path: str | Path) -> dict:
+    """trainer_state.json of a checkpoint: its step, history and config."""
+    return json.loads((Path(path) / TRAINER_STATE).read_text())
+
+
+def restore_checkpoint(path: str | Path, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict]:
+    """Restore what `save_checkpoint` wrote beside the weights: the optimizer's state (when given) and the
+    global generators. Call it after loading the weights (loading may draw from the generators). Returns
+    (trainer_state.json, the `trainer` dict that was saved)."""
     path = Path(path)
-    state = json.loads((path / TRAINER_STATE).read_text())
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=False))
     rng = torch.load(path / RNG_FILE, weights_only=False)
-    return state, rng
+    set_rng_state(rng["global"])
+    return read_trainer_state(path), rng["trainer"]
 
 
 def json_safe(value):

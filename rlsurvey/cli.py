@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -347,10 +348,10 @@ def train(args) -> dict:
     cfg = _config(cmd, args, main, out)
     resume_step = None
     if resume is not None:
-        from rlsurvey.checkpoint import load_trainer_state, resolve_checkpoint
+        from rlsurvey.checkpoint import read_trainer_state, resolve_checkpoint
 
         found = resolve_checkpoint(resume, out)
-        resume_step = int(load_trainer_state(found)[0]["step"])
+        resume_step = int(read_trainer_state(found)["step"])
         if hasattr(cfg, "resume_from_checkpoint"):
             cfg.resume_from_checkpoint = str(found)
     log = MetricsFile(out / "metrics.jsonl", resume_step, enabled=main, report_to=args.report_to, run_dir=out)
@@ -394,8 +395,6 @@ def _claim_output_dir(out: Path, overwrite: bool, resume, main: bool) -> None:
             f"{', ...' if len(held) > 4 else ''}); pass --overwrite-output-dir to replace them, "
             "--resume-from-checkpoint latest to continue that run, or choose another directory"
         )
-    import shutil
-
     for name in held:
         if name.startswith(CHECKPOINT_PREFIX):
             shutil.rmtree(out / name)

@@ -320,13 +320,13 @@ KILL_DURING_SAVE = textwrap.dedent(
     import rlsurvey.checkpoint as ck
     real = ck.save_checkpoint
 
-    def dying(output_dir, step, write, state, rng=None, total_limit=None):
+    def dying(output_dir, step, write, *args, **kwargs):
         if step == 3:  # killed half-way through writing checkpoint-3: the weights are on disk, the rest not
             def half(tmp):
                 write(tmp)
                 os.kill(os.getpid(), signal.SIGKILL)
-            return real(output_dir, step, half, state, rng, total_limit)
-        return real(output_dir, step, write, state, rng, total_limit)
+            return real(output_dir, step, half, *args, **kwargs)
+        return real(output_dir, step, write, *args, **kwargs)
 
     import rlsurvey.algos.dpo_trainer as dt
     dt.save_checkpoint = dying

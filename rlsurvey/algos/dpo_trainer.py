@@ -48,12 +48,10 @@ from rlsurvey.checkpoint import (
     StopOnSignal,
     check_finite,
     check_weights,
-    load_trainer_state,
     load_weights,
     resolve_checkpoint,
-    rng_state,
+    restore_checkpoint,
     save_checkpoint,
-    set_rng_state,
 )
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
@@ -662,14 +660,14 @@ class DPOTrainer:
             def write(tmp: Path) -> None:
                 self.model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
                 self.tokenizer.save_pretrained(tmp)
-                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
 
             own = {"gen": self._gen.get_state(), "order": self._order, "cursor": self._cursor,
                    "epoch": self._epoch, "bdpo_baseline": self._bdpo_baseline}  # fmt: skip
             state = {"config": asdict(c), "history": self.history}
-            rng = {"global": rng_state(), "trainer": own}
-            path = save_checkpoint(c.output_dir, self.step, write, state, rng, c.save_total_limit)
+            path = save_checkpoint(
+                c.output_dir, self.step, write, state, own, c.save_total_limit, self.optimizer
+            )
             self.last_checkpoint = path
         self.dist.wait()
         return path
@@ -677,15 +675,12 @@ class DPOTrainer:
     def resume(self, path: str | Path) -> None:
         """Restore a checkpoint written by `save_checkpoint` into this trainer."""
         path = Path(path)
-        state, rng = load_trainer_state(path)
         load_weights(self.model, path)
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        state, own = restore_checkpoint(path, self.optimizer)
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        own = rng["trainer"]
         self._gen.set_state(own["gen"])
         self._order, self._cursor, self._epoch = own["order"], own["cursor"], own["epoch"]
         self._bdpo_baseline = own["bdpo_baseline"]
-        set_rng_state(rng["global"])
         self.step, self.history = int(state["step"]), list(state["history"])
         self.last_checkpoint = path
 

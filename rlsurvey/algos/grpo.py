@@ -38,12 +38,10 @@ from rlsurvey.checkpoint import (
     StopOnSignal,
     check_finite,
     check_weights,
-    load_trainer_state,
     load_weights,
     resolve_checkpoint,
-    rng_state,
+    restore_checkpoint,
     save_checkpoint,
-    set_rng_state,
 )
 from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
@@ -245,36 +243,23 @@ def train_grpo(
     start, last_checkpoint = 1, None
     resume = resolve_checkpoint(cfg.resume_from_checkpoint, cfg.checkpoint_dir)
     if resume is not None:
-        state, rng = load_trainer_state(resume)
         load_weights(policy, resume)
-        opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=False))
+        state, own = restore_checkpoint(resume, opt)
         if not callable(prompts):
-            next_prompts.set_state(rng["trainer"]["prompts"])
-        gen_seed.setstate(rng["trainer"]["gen_seed"])
-        set_rng_state(rng["global"])
+            next_prompts.set_state(own["prompts"])
+        gen_seed.setstate(own["gen_seed"])
         start, history, last_checkpoint = int(state["step"]) + 1, list(state["history"]), resume
 
     def checkpoint(step: int) -> Path | None:
         if not dist.is_main:
             return None
         check_weights(policy, step, last_checkpoint)
-
-        def write(tmp: Path) -> None:
-            _save(policy, tokenizer, tmp)
-            torch.save(opt.state_dict(), tmp / "optimizer.pt")
-
         own = {"gen_seed": gen_seed.getstate()}
         if not callable(prompts):
             own["prompts"] = next_prompts.state()
         state = {"config": asdict(cfg), "history": history}
-        return save_checkpoint(
-            cfg.checkpoint_dir,
-            step,
-            write,
-            state,
-            {"global": rng_state(), "trainer": own},
-            cfg.save_total_limit,
-        )
+        write = functools.partial(_save, policy, tokenizer)
+        return save_checkpoint(cfg.checkpoint_dir, step, write, state, own, cfg.save_total_limit, opt)
 
     def log(row: dict) -> None:
         history.append(row)

@@ -26,12 +26,8 @@ any update on that batch; the last checkpoint written stays as it was.
 from __future__ import annotations
 
 import copy
-import functools
 import math
-import os
 import random
-import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,15 +47,14 @@ from rlsurvey.algos.rollout import (
     disable_dropout,
 )
 from rlsurvey.checkpoint import (
+    CHECKPOINT_PREFIX,
     StopOnSignal,
     check_finite,
     check_weights,
-    load_trainer_state,
     load_weights,
     resolve_checkpoint,
-    rng_state,
+    restore_checkpoint,
     save_checkpoint,
-    set_rng_state,
 )
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import gae
@@ -475,59 +470,48 @@ class RLHFPPOTrainer:
                     post["gold"] = row["objective/gold"]
                 bar.set_postfix({k: f"{v:.2f}" for k, v in post.items()})
                 if c.output_dir and c.save_steps and self.step_count % c.save_steps == 0:
-                    self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
-                here = Path(c.output_dir) / f"checkpoint-{self.step_count}" if c.output_dir else None
-                stop.stop_if_requested(self.step_count, functools.partial(self.save, here) if here else None)
+                    self.save_checkpoint()
+                stop.stop_if_requested(self.step_count, self.save_checkpoint if c.output_dir else None)
         bar.close()
         if c.output_dir:
-            self.save(Path(c.output_dir) / f"checkpoint-{self.step_count}")
+            self.save_checkpoint()
         return self.history
 
-    def save(self, path: str | Path) -> Path:
-        """Write policy/ (causal LM + tokenizer), value/ (sequence classification), the optimizer, the KL
-        controller, the prompt order and the generators, and trainer_state.json, into a temporary sibling
-        renamed into place: a crash never leaves half a checkpoint. Only the newest `save_total_limit`
-        checkpoints are kept. On several processes only the main one writes; the others wait for it."""
-        path = Path(path)
-        if not self.dist.is_main:
-            self.dist.wait()
-            self.last_checkpoint = path
-            return path
-        check_weights(self.policy, self.step_count, self.last_checkpoint)
+    def save_checkpoint(self) -> Path:
+        """Write output_dir/checkpoint-<step>: policy/ (causal LM + tokenizer), value/ (sequence
+        classification), the optimizer, the KL controller, the prompt order, the generators and
+        trainer_state.json, into a temporary sibling renamed into place, so a crash never leaves half a
+        checkpoint; only the newest `save_total_limit` are kept. On several processes only the main one
+        writes; the others wait for it."""
+        c = self.config
+        path = Path(c.output_dir) / f"{CHECKPOINT_PREFIX}{self.step_count}"
+        if self.dist.is_main:
+            check_weights(self.policy, self.step_count, self.last_checkpoint)
 
-        def write(tmp: Path) -> None:
-            self.policy.save_pretrained(tmp / "policy", safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp / "policy")
-            self.value_model.save_pretrained(tmp / "value")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            def write(tmp: Path) -> None:
+                self.policy.save_pretrained(tmp / "policy", safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / "policy")
+                self.value_model.save_pretrained(tmp / "value")
 
-        state = {"episode": self.episodes, "kl_coef": float(self.kl_ctl.value), "config": asdict(self.config),
-                 "history": self.history}  # fmt: skip
-        own = {"rng": self._rng.getstate(), "order": list(self._order), "kl_ctl": dict(vars(self.kl_ctl))}
-        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        limit = self.config.save_total_limit if m and int(m.group(1)) == self.step_count else None
-        rng = {"global": rng_state(), "trainer": own}
-        saved = save_checkpoint(path.parent, self.step_count, write, state, rng, limit)
-        if saved != path:  # a custom name: move the checkpoint there
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(saved, path)
+            state = {"episode": self.episodes, "kl_coef": float(self.kl_ctl.value), "config": asdict(c),
+                     "history": self.history}  # fmt: skip
+            own = {"rng": self._rng.getstate(), "order": list(self._order), "kl_ctl": dict(vars(self.kl_ctl))}
+            save_checkpoint(
+                c.output_dir, self.step_count, write, state, own, c.save_total_limit, self.optimizer
+            )
         self.last_checkpoint = path
         self.dist.wait()
         return path
 
     def resume(self, path: str | Path) -> None:
-        """Restore a checkpoint written by `save` into this trainer."""
+        """Restore a checkpoint written by `save_checkpoint` into this trainer."""
         path = Path(path)
-        state, rng = load_trainer_state(path)
         load_weights(self.policy, path / "policy")
         load_weights(self.value_model.model, path / "value")
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        own = rng["trainer"]
+        state, own = restore_checkpoint(path, self.optimizer)
         self._rng.setstate(own["rng"])
         self._order = list(own["order"])
         vars(self.kl_ctl).update(own["kl_ctl"])
-        set_rng_state(rng["global"])
         self.step_count, self.episodes = int(state["step"]), int(state["episode"])
         self.history = list(state["history"])
         self.last_checkpoint = path

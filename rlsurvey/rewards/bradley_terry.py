@@ -24,12 +24,10 @@ from rlsurvey.checkpoint import (
     StopOnSignal,
     check_finite,
     check_weights,
-    load_trainer_state,
     load_weights,
     resolve_checkpoint,
-    rng_state,
+    restore_checkpoint,
     save_checkpoint,
-    set_rng_state,
 )
 from rlsurvey.distributed import get_distributed
 from rlsurvey.rewards.reward_model import RewardModel
@@ -195,26 +193,21 @@ def train_reward_model(
     epoch_start = g.get_state()  # the generator before this epoch's shuffle: enough to redo the order
     resume = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
     if resume is not None:
-        state, rng = load_trainer_state(resume)
         load_weights(model.model, resume)
-        opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=False))
+        state, own = restore_checkpoint(resume, opt)
         step, history, last_checkpoint = int(state["step"]), list(state["history"]), resume
-        epoch_start = rng["trainer"]["epoch_start"]
-        g.set_state(rng["trainer"]["generator"])
-        set_rng_state(rng["global"])
+        epoch_start = own["epoch_start"]
+        g.set_state(own["generator"])
 
     def checkpoint() -> Path | None:
         if not dist.is_main:
             return None
         check_weights(model, step, last_checkpoint)
-
-        def write(tmp: Path) -> None:
-            model.save_pretrained(tmp)
-            torch.save(opt.state_dict(), tmp / "optimizer.pt")
-
-        rng = {"global": rng_state(), "trainer": {"epoch_start": epoch_start, "generator": g.get_state()}}
+        own = {"epoch_start": epoch_start, "generator": g.get_state()}
         state = {"config": asdict(config), "history": history}
-        return save_checkpoint(config.output_dir, step, write, state, rng, config.save_total_limit)
+        return save_checkpoint(
+            config.output_dir, step, model.save_pretrained, state, own, config.save_total_limit, opt
+        )
 
     model.train()
     bar = tqdm(total=steps, initial=step, desc="reward model", disable=not config.progress)

@@ -22,6 +22,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from rlsurvey.algos.rollout import context_length
+
 __all__ = ["RewardModel", "last_token_index"]
 
 
@@ -129,7 +131,7 @@ class RewardModel(nn.Module):
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; they must pair up")
         eos = self.tokenizer.eos_token or ""
-        limit = _context_length(self.model)
+        limit = context_length(self.model)
         if max_length is not None:
             limit = max_length if limit is None else min(limit, max_length)
         texts = [p + r + eos for p, r in zip(prompts, responses, strict=True)]
@@ -167,15 +169,6 @@ class RewardModel(nn.Module):
         if args and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str):
             return self.score(*args, **kwargs)
         return super().__call__(*args, **kwargs)
-
-
-def _context_length(model: nn.Module) -> int | None:
-    """The longest sequence the model's position table holds, or None when it has no fixed limit."""
-    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(model.config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def _head(model: nn.Module) -> nn.Module:
