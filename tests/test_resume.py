@@ -328,8 +328,8 @@ KILL_DURING_SAVE = textwrap.dedent(
             return real(output_dir, step, half, *args, **kwargs)
         return real(output_dir, step, write, *args, **kwargs)
 
-    import rlsurvey.algos.dpo_trainer as dt
-    dt.save_checkpoint = dying
+    import rlsurvey.algos.supervised as loop  # the DPO trainer's checkpoints are written by its base class
+    loop.save_checkpoint = dying
     from rlsurvey.cli import main
     sys.exit(main(sys.argv[1:]))
     """

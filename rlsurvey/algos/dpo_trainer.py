@@ -31,28 +31,16 @@ responses (the forget set).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
 from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
 from rlsurvey.algos.rollout import context_length, disable_dropout
-from rlsurvey.checkpoint import (
-    NonFiniteLossError,
-    StopOnSignal,
-    check_finite,
-    check_weights,
-    load_weights,
-    resolve_checkpoint,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from rlsurvey.algos.supervised import SupervisedTrainer
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
 from rlsurvey.lm.logprobs import response_logprobs
@@ -393,7 +381,7 @@ class _Tokenized:
 # ----------------------------------------------------------------------------------------------------------
 
 
-class DPOTrainer:
+class DPOTrainer(SupervisedTrainer):
     """Train `model` (in place) on preference data with `config.loss_type`; `train()` returns the history.
 
     tokenizer: the model's, with a pad token. ref_model: the frozen reference (default: the model as it is
@@ -442,30 +430,8 @@ class DPOTrainer:
                 self.ref_model.requires_grad_(False).eval()
                 if c.disable_dropout:
                     disable_dropout(self.ref_model)
-        per_step = c.batch_size * c.gradient_accumulation_steps
-        self.num_steps = c.max_steps or max(1, math.ceil(c.num_epochs * len(self.train_data) / per_step))
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("model has no trainable parameters (requires_grad is False everywhere)")
-        optimizer = torch.optim.AdamW(
-            params, lr=c.learning_rate, betas=c.adam_betas, eps=c.adam_epsilon, weight_decay=c.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"),
-        )  # fmt: skip
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        self.optimizer = self.dist.prepare(optimizer, model=model)
-        self.step, self.history = 0, []
-        self.last_checkpoint: Path | None = None
+        self._init_optimization(model.parameters())
         self._bdpo_baseline: float | None = None
-        self._order, self._cursor, self._epoch = torch.empty(0, dtype=torch.long), 0, 0
-        self._gen = torch.Generator().manual_seed(c.seed)
-
-    def _lr_factor(self, step: int) -> float:
-        c = self.config
-        if step < c.warmup_steps:
-            return step / c.warmup_steps
-        if c.lr_scheduler == "constant":
-            return 1.0
-        return max(0.0, (self.num_steps - step) / max(1, self.num_steps - c.warmup_steps))
 
     # --- log-probs ---------------------------------------------------------------------------------------
 
@@ -561,128 +527,28 @@ class DPOTrainer:
 
     # --- training ----------------------------------------------------------------------------------------
 
-    def _next_indices(self, n: int) -> list[int]:
-        out: list[int] = []
-        while len(out) < n:
-            if self._cursor >= len(self._order):
-                size = len(self.train_data)
-                shuffled = torch.randperm(size, generator=self._gen) if self.config.shuffle else None
-                self._order = torch.arange(size) if shuffled is None else shuffled
-                self._cursor, self._epoch = 0, self._epoch + 1
-            take = self._order[self._cursor : self._cursor + n - len(out)].tolist()
-            self._cursor += len(take)
-            out += take
-        return out
+    @property
+    def progress_name(self) -> str:
+        return f"{self.config.loss_type} training"
 
-    def training_step(self) -> dict:
-        """One optimizer step over `gradient_accumulation_steps` micro-batches; returns its metrics."""
+    def after_micro_batch(self, metrics: dict) -> None:
         c = self.config
-        if not self.model.training:  # .train() walks every module: not on every step
-            self.model.train()
-        idx = self._next_indices(c.batch_size * c.gradient_accumulation_steps)
-        sums: dict[str, float] = {}
-        micros = [idx[i : i + c.batch_size] for i in range(0, len(idx), c.batch_size)]
-        for j, micro in enumerate(micros):
-            local = self.dist.shard(micro)  # this process's slice (the whole micro-batch on one process)
-            with self.dist.no_sync(j < len(micros) - 1):  # all-reduce the gradients once, after the last
-                loss, metrics = self.dist.run(self.compute_loss, local)
-                # the mean over the whole batch, whatever the micro-batch sizes; x world size because DDP
-                # averages the processes' gradients where the batch mean needs their sum
-                weight = len(local) / len(idx)
-                self.dist.backward(loss * (weight * self.dist.world_size))
-            for k, v in {"loss": loss.detach(), **metrics}.items():
-                if not math.isnan(v := float(v)):
-                    sums[k] = sums.get(k, 0.0) + weight * v
-            if c.loss_type == "bdpo":  # β-DPO's running baseline of batch margins, M_0
-                m, b = float(metrics["bdpo/batch_margin"]), self._bdpo_baseline
-                self._bdpo_baseline = m if b is None else c.bdpo_momentum * b + (1 - c.bdpo_momentum) * m
-        sums = self.dist.sum_metrics(sums)  # each process's weighted part -> the whole batch's
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        norm = self.dist.clip_grad_norm_(params, c.max_grad_norm or float("inf"))
-        lr = self.scheduler.get_last_lr()[0]
-        try:  # a NaN or infinite loss or gradient: stop before the update spreads it into the weights
-            check_finite({**sums, "grad_norm": float(norm)}, self.step + 1, ("loss", "grad_norm"),
-                         self.last_checkpoint)  # fmt: skip
-            if "loss" not in sums:
-                raise NonFiniteLossError(f"stopped at step {self.step + 1}: the loss is NaN")
-        except NonFiniteLossError:
-            self.optimizer.zero_grad(set_to_none=True)
-            raise
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return {**sums, "grad_norm": float(norm), "learning_rate": lr}
+        if c.loss_type == "bdpo":  # β-DPO's running baseline of batch margins, M_0
+            m, b = float(metrics["bdpo/batch_margin"]), self._bdpo_baseline
+            self._bdpo_baseline = m if b is None else c.bdpo_momentum * b + (1 - c.bdpo_momentum) * m
+
+    def own_state(self) -> dict:
+        return {"bdpo_baseline": self._bdpo_baseline}
+
+    def set_own_state(self, own: dict) -> None:
+        self._bdpo_baseline = own["bdpo_baseline"]
 
     def train(self, steps: int | None = None, callback=None) -> list[dict]:
         """Run `steps` optimizer steps (default: up to `num_steps`). Returns `history`: one dict per logged
         step with TRL's names (loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
-        logps/chosen, logps/rejected, grad_norm, learning_rate) plus step and epoch.
-
-        callback(row) is called with each logged row as soon as it exists (the CLI appends it to
-        metrics.jsonl). With `resume_from_checkpoint` the run first restores a checkpoint (weights,
-        optimizer, scheduler, step, data order, generators) and goes on exactly as the uninterrupted run
-        would have. A NaN or infinite loss or gradient raises NonFiniteLossError before the update; SIGINT or
-        SIGTERM saves a checkpoint (when output_dir is set) and raises TrainingInterrupted."""
-        c = self.config
-        if c.resume_from_checkpoint is not None and self.step == 0:
-            self.resume(resolve_checkpoint(c.resume_from_checkpoint, c.output_dir))
-        end = self.num_steps if steps is None else self.step + steps
-        pending: list[dict] = []
-        bar = tqdm(range(self.step, end), desc=f"{c.loss_type} training", disable=not c.progress, leave=False)
-        with StopOnSignal() as stop:
-            for _ in bar:
-                pending.append(self.training_step())
-                if len(pending) == c.logging_steps or self.step == end:
-                    keys = {k for p in pending for k in p}
-                    entry = {
-                        k: sum(p[k] for p in pending if k in p) / sum(k in p for p in pending) for k in keys
-                    }
-                    epoch = self._epoch - 1 + self._cursor / len(self.train_data)
-                    self.history.append({**entry, "step": self.step, "epoch": epoch})
-                    if callback is not None:
-                        callback(self.history[-1])
-                    bar.set_postfix(loss=f"{entry['loss']:.4f}")
-                    pending = []
-                if c.save_steps and self.step % c.save_steps == 0:
-                    self.save_checkpoint()
-                stop.stop_if_requested(self.step, self.save_checkpoint if c.output_dir else None)
-        return self.history
-
-    def save_checkpoint(self) -> Path | None:
-        """Write output_dir/checkpoint-<step> atomically with everything `resume` needs."""
-        c = self.config
-        weights = self.dist.state_dict("model")
-        path = None
-        if self.dist.is_main:
-            check_weights(self.model, self.step, self.last_checkpoint)
-
-            def write(tmp: Path) -> None:
-                self.model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
-                self.tokenizer.save_pretrained(tmp)
-                torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-
-            own = {"gen": self._gen.get_state(), "order": self._order, "cursor": self._cursor,
-                   "epoch": self._epoch, "bdpo_baseline": self._bdpo_baseline}  # fmt: skip
-            state = {"config": asdict(c), "history": self.history}
-            path = save_checkpoint(
-                c.output_dir, self.step, write, state, own, c.save_total_limit, self.optimizer
-            )
-            self.last_checkpoint = path
-        self.dist.wait()
-        return path
-
-    def resume(self, path: str | Path) -> None:
-        """Restore a checkpoint written by `save_checkpoint` into this trainer."""
-        path = Path(path)
-        load_weights(self.model, path)
-        state, own = restore_checkpoint(path, self.optimizer)
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        self._gen.set_state(own["gen"])
-        self._order, self._cursor, self._epoch = own["order"], own["cursor"], own["epoch"]
-        self._bdpo_baseline = own["bdpo_baseline"]
-        self.step, self.history = int(state["step"]), list(state["history"])
-        self.last_checkpoint = path
+        logps/chosen, logps/rejected, grad_norm, learning_rate) plus step and epoch; see
+        `SupervisedTrainer.train` for callbacks, resuming and stopping."""
+        return super().train(steps, callback)
 
     @torch.no_grad()
     def evaluate(self, dataset=None) -> dict:
@@ -706,17 +572,3 @@ class DPOTrainer:
         finally:
             self.model.train(was_training)
         return {f"eval_{k}": v for k, v in sums.items()}
-
-    def save(self, path) -> Path:
-        """Write an HF directory: the model (safetensors), its tokenizer, and trainer_state.json. On several
-        processes only the main one writes (call it on all: FSDP gathers the weights, the others wait)."""
-        path = Path(path)
-        weights = self.dist.state_dict("model")
-        if self.dist.is_main:
-            path.mkdir(parents=True, exist_ok=True)
-            self.model.save_pretrained(path, safe_serialization=True, state_dict=weights)
-            self.tokenizer.save_pretrained(path)
-            state = {"step": self.step, "config": asdict(self.config), "history": self.history}
-            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
-        self.dist.wait()
-        return path
