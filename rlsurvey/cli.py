@@ -4,14 +4,15 @@
     rlsurvey train ppo --reward out/rm --output-dir out/ppo          # PPO against that reward model
     rlsurvey train dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset trl-lib/ultrafeedback_binarized ...
     rlsurvey train grpo --output-dir out/grpo                       # GRPO on arithmetic with the verifier
+    rlsurvey train sft --output-dir out/sft                         # SFT on worked solutions (reasoning)
     rlsurvey data --world reviews --type preference pairs.jsonl     # a world's data in TRL's format
     accelerate launch -m rlsurvey train dpo ...                      # several processes
 
 Each subcommand's options are generated from its trainer's config dataclass (`rlsurvey.config_args`), the
-same one the notebooks use: RewardTrainingConfig (section 4.1 of arXiv 2412.10400), RLHFPPOConfig (4.2),
-the RLOO preset of GRPOConfig (4.2, arXiv 2402.14740), DPOConfig (7, arXiv 2305.18290), GRPOConfig (3,
-arXiv 2402.03300). Without `--model` or `--dataset` a run uses a shipped tiny model and data generated from
-a synthetic world, so every command works offline.
+same one the notebooks use: SFTConfig (RLHF's first stage, R1's cold start), RewardTrainingConfig (section
+4.1 of arXiv 2412.10400), RLHFPPOConfig (4.2), the RLOO preset of GRPOConfig (4.2, arXiv 2402.14740),
+DPOConfig (7, arXiv 2305.18290), GRPOConfig (3, arXiv 2402.03300). Without `--model` or `--dataset` a run
+uses a shipped tiny model and data generated from a synthetic world, so every command works offline.
 
 The output directory holds a Hugging Face checkpoint (safetensors and tokenizer) loadable by plain
 transformers (`AutoModelForCausalLM`, or `AutoModelForSequenceClassification` for a reward model),
@@ -60,7 +61,7 @@ class Command:
     config: type  # the config dataclass
     preset: Callable[[], object]  # its default instance in Python (a preset for RLOO)
     world: str  # the synthetic world used without --model / --dataset
-    data: str  # "preference" or "prompt"
+    data: str  # "preference", "prompt" or "sft" (prompt-completion demonstrations)
     about: str  # one line for --help
     choices: dict = dataclasses.field(default_factory=dict)  # allowed values of str fields
 
@@ -75,10 +76,16 @@ def _commands() -> dict[str, Command]:
     from rlsurvey.algos.policy_loss import AGGREGATIONS
     from rlsurvey.algos.rlhf_ppo import RLHFPPOConfig
     from rlsurvey.algos.rloo import rloo_config
+    from rlsurvey.algos.sft import SFTConfig
     from rlsurvey.rewards.bradley_terry import RewardTrainingConfig
 
     group = {"aggregation": AGGREGATIONS, "kl_estimator": ("k1", "k2", "k3")}
     return {
+        "sft": Command(
+            SFTConfig, SFTConfig, "reasoning", "sft",
+            "supervised fine-tuning on demonstrations, completion tokens only (survey 4; R1's cold start)",
+            {"lr_scheduler": ("linear", "constant")},
+        ),
         "reward": Command(
             RewardTrainingConfig, RewardTrainingConfig, "reviews", "preference",
             "a Bradley-Terry reward model on preference pairs (survey 4.1)",
@@ -106,7 +113,7 @@ def _commands() -> dict[str, Command]:
     }  # fmt: skip
 
 
-COMMANDS = ("reward", "ppo", "rloo", "dpo", "grpo")
+COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
 WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier"}
@@ -137,11 +144,11 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
             "the backbone of the reward model (a fresh zero head is added), or a reward-model directory"
         )
     g.add_argument("--model", default=None, help=model_help + " [default: the world's shipped model]")
-    kind = (
-        "preference pairs (prompt/chosen/rejected, standard or conversational)"
-        if cmd.data == "preference"
-        else "prompts (a 'prompt' column, strings or messages)"
-    )
+    kind = {
+        "preference": "preference pairs (prompt/chosen/rejected, standard or conversational)",
+        "prompt": "prompts (a 'prompt' column, strings or messages)",
+        "sft": "demonstrations (prompt/completion strings or messages, a 'messages' column, or 'text')",
+    }[cmd.data]
     g.add_argument(
         "--dataset", default=None,
         help=f"{kind}: a .jsonl/.json/.parquet file, a save_to_disk directory or a hub id "
@@ -151,7 +158,7 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
     g.add_argument(
         "--num-examples", type=int, default=None,
         help="how many examples to generate from the world, or to keep from --dataset "
-        "[default: 2000 generated pairs or prompts; all of a dataset]",
+        "[default: 2000 generated pairs, prompts or demonstrations; all of a dataset]",
     )  # fmt: skip
     if cmd.data == "prompt":
         g.add_argument(
@@ -184,13 +191,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `rlsurvey` parser: `train {reward,ppo,rloo,dpo,grpo}` and `data`."""
+    """The `rlsurvey` parser: `train {sft,reward,ppo,rloo,dpo,grpo}` and `data`."""
     parser = _Parser(
         prog="rlsurvey", description="Train reward models and RL policies for language models (rlsurvey)."
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a reward model or a policy", description="Train a model.")
+    train = sub.add_parser(
+        "train", help="fine-tune a model, or train a reward model or a policy", description="Train a model."
+    )
     algos = train.add_subparsers(dest="algo", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     for name, cmd in _commands().items():
         p = algos.add_parser(name, help=cmd.about, description=f"rlsurvey train {name}: {cmd.about}.")
@@ -211,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="[default: reviews]",
     )
     data.add_argument(
-        "--type", dest="data_type", choices=["preference", "unpaired", "prompt"], default="preference",
-        help="preference (prompt/chosen/rejected), unpaired (prompt/completion/label) or prompt "
-        "(prompt only) [default: preference]",
+        "--type", dest="data_type", choices=["preference", "unpaired", "prompt", "sft"], default="preference",
+        help="preference (prompt/chosen/rejected), unpaired (prompt/completion/label), prompt (prompt only) "
+        "or sft (prompt/completion demonstrations) [default: preference]",
     )  # fmt: skip
     data.add_argument("--conversational", action="store_true", help="messages instead of plain strings")
     data.add_argument("-n", "--num-examples", type=int, default=1000, help="rows (pairs) [default: 1000]")
@@ -264,6 +273,17 @@ def _preferences(args, tokenizer):
             )
         return reviews.make_preferences(_num(args), seed=args.seed)
     ds = load_preferences(args.dataset, split=args.split, tokenizer=tokenizer)
+    _num(args)
+    return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples is not None else ds
+
+
+def _demonstrations(args):
+    from rlsurvey.data import load_sft
+    from rlsurvey.interop import demonstrations
+
+    if args.dataset is None:
+        return demonstrations(args.world, _num(args), seed=args.seed)
+    ds = load_sft(args.dataset, split=args.split)
     _num(args)
     return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples is not None else ds
 
@@ -419,6 +439,13 @@ def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
             rm.save_pretrained(out)
         return history
     model, tok = load_model(_model_name(args), device=device, trust_remote_code=args.trust_remote_code)
+    if args.algo == "sft":
+        from rlsurvey.algos.sft import SFTTrainer
+
+        trainer = SFTTrainer(model, tok, _demonstrations(args), cfg)
+        history = trainer.train(callback=log.write)
+        trainer.save(out)
+        return history
     if args.algo == "dpo":
         from rlsurvey.algos.dpo_trainer import DPOTrainer
 

@@ -277,6 +277,12 @@ def _check_data(args, cmd) -> None:
     if not Path(source).exists() and looks_like_path(source):
         raise InputError(f"--dataset {source}: no such file or directory")
     try:
+        if cmd.data == "sft":
+            from rlsurvey.algos.sft import sft_columns
+            from rlsurvey.data import load_sft
+
+            sft_columns(load_sft(source, args.split))
+            return
         if cmd.data == "preference":
             ds = check_preferences(source, args.split)
         else:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import datasets
 
-__all__ = ["EXPECTED_COLUMNS", "check_preferences", "load_preferences", "to_standard"]
+__all__ = ["EXPECTED_COLUMNS", "check_preferences", "load_preferences", "load_sft", "to_standard"]
 
 EXPECTED_COLUMNS = ("prompt", "chosen", "rejected")
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -256,3 +256,10 @@ def load_preferences(source, split: str = "train", tokenizer=None) -> datasets.D
     dicts and hub ids. tokenizer: renders conversational prompts with its chat template when it has one.
     """
     return to_standard(_read(source, split, "preference"), tokenizer)
+
+
+def load_sft(source, split: str = "train") -> datasets.Dataset:
+    """SFT demonstrations as read (see `rlsurvey.algos.sft` for the accepted columns): a local .json /
+    .jsonl / .parquet file, a `save_to_disk` directory, a `datasets.Dataset` or `DatasetDict`, or a hub id
+    (needs a network). The columns are checked when the trainer tokenizes them, row by row."""
+    return _read(source, split)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from rlsurvey.data import _check_messages, _read, _render_prompt, load_preferences
 
@@ -34,13 +35,14 @@ __all__ = [
     "load_prompts",
     "preferences_to_trl",
     "preferences_to_unpaired",
+    "demonstrations",
     "prompts_to_trl",
     "save_dataset",
     "world_dataset",
 ]
 
 WORLDS = ("reviews", "arithmetic", "reasoning")
-DATA_TYPES = ("preference", "unpaired", "prompt")
+DATA_TYPES = ("preference", "unpaired", "prompt", "sft")
 
 
 def _user(text: str) -> list[dict]:
@@ -94,18 +96,46 @@ def prompts_to_trl(prompts: Sequence[str], conversational: bool = False) -> data
     return datasets.Dataset.from_dict({"prompt": [_user(p) if conversational else p for p in prompts]})
 
 
+def demonstrations(world: str, n: int, seed: int = 0, conversational: bool = False) -> datasets.Dataset:
+    """`n` demonstrations of a world in TRL's prompt-completion format, the data of SFT: worked solutions
+    (reasoning), right answers (arithmetic), or for reviews the best of 4 grammar completions of each prompt
+    by the true reward (the careful labeler of InstructGPT's demonstrations, arXiv 2203.02155, 3.4)."""
+    from rlsurvey.tasks import arithmetic, reasoning, reviews
+
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
+    if world == "reasoning":
+        prompts = reasoning.sample_prompts(n, seed)
+        completions = [reasoning.worked_solution(p) for p in prompts]
+    elif world == "arithmetic":
+        prompts = arithmetic.sample_prompts(n, seed)
+        completions = [str(arithmetic.answer(p)) for p in prompts]
+    else:
+        prompts = reviews.sample_prompts(n, seed)
+        drafts = [reviews.sample_completions(prompts, seed=seed * 4 + k + 1) for k in range(4)]
+        gold = np.stack([reviews.gold_reward(d, prompts) for d in drafts])  # [4, n]
+        completions = [drafts[k][i] for i, k in enumerate(gold.argmax(0))]
+    if conversational:
+        return datasets.Dataset.from_dict(
+            {"prompt": [_user(p) for p in prompts], "completion": [_assistant(c) for c in completions]}
+        )
+    return datasets.Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
 def world_dataset(
     world: str, data_type: str, n: int, seed: int = 0, conversational: bool = False
 ) -> datasets.Dataset:
     """`n` examples of a synthetic world in a TRL format: ("reviews", "preference" | "unpaired" |
-    "prompt"), ("arithmetic", "prompt") or ("reasoning", "prompt"); the arithmetic and reasoning worlds have
-    a verifier, not preferences."""
+    "prompt" | "sft"), ("arithmetic" | "reasoning", "prompt" | "sft"); the arithmetic and reasoning worlds
+    have a verifier, not preferences. "sft": prompt-completion demonstrations (`demonstrations`)."""
     from rlsurvey.tasks import arithmetic, reasoning, reviews
 
     if world not in WORLDS:
         raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
     if data_type not in DATA_TYPES:
         raise ValueError(f"data_type must be one of {list(DATA_TYPES)}, got {data_type!r}")
+    if data_type == "sft":
+        return demonstrations(world, n, seed, conversational)
     if data_type == "prompt":
         sample = {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning}[world].sample_prompts
         return prompts_to_trl(sample(n, seed), conversational)

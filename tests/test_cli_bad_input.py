@@ -343,6 +343,22 @@ def test_broken_prompt_files(tmp_path, no_loading):
     )
 
 
+def test_broken_sft_files_name_the_column(tmp_path, no_loading):
+    no_completion = _write_jsonl(tmp_path / "a.jsonl", [{"prompt": "1+2+3=", "answer": "6"}])
+    _refused(["train", "sft", "--dataset", no_completion], tmp_path / "o", "missing ['completion']")
+    nothing = _write_jsonl(tmp_path / "b.jsonl", [{"question": "1+2+3="}])
+    _refused(["train", "sft", "--dataset", nothing], tmp_path / "o", "'messages'", "'text'", "found ['question']")
+    no_answer = _write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
+    _refused(["train", "sft", "--dataset", no_answer], tmp_path / "o", "row 0 has no assistant turn")
+
+
+def test_an_sft_prompt_longer_than_the_context_names_the_lengths(tmp_path):
+    long = _write_jsonl(tmp_path / "long.jsonl", [{"prompt": "1+" * 40 + "1=", "completion": "41"}])
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "sft", "--dataset", str(long), "--output-dir", str(tmp_path / "o")])
+    assert "row 0: the prompt has 82 tokens" in str(exc.value) and "context (64)" in str(exc.value)
+
+
 def test_row_errors_from_python_name_the_row():
     ds = datasets.Dataset.from_list([PAIR, {**PAIR, "chosen": ""}])
     from rlsurvey.data import load_preferences
@@ -515,7 +531,7 @@ def test_data_command_bad_suffix(tmp_path):
         (["train", "dpo", "--learning-rate", "fast"], "argument --learning-rate: expected float, got 'fast'"),
         (["train", "grpo", "--steps", "1.5"], "argument --steps: expected int, got '1.5'"),
         (["train", "ppo", "--kl-estimator", "k9"], "argument --kl-estimator: invalid choice"),
-        (["train", "sft"], "invalid choice: 'sft'"),
+        (["train", "kto"], "invalid choice: 'kto'"),
     ],
 )
 def test_parse_errors_are_one_line(tmp_path, capsys, argv, needle):

@@ -52,6 +52,7 @@ __all__ = [
     "DPOTrainer",
     "SequenceBatch",
     "packed_logps",
+    "packing_is_exact",
     "padded_logps",
 ]
 
@@ -213,29 +214,34 @@ class SequenceBatch:
         self.ids, self.pos, self.keep = ids.to(device), pos.to(device), keep.to(device)
         self.targets, self.owner = targets.flatten()[keep].to(device), owner.flatten()[keep].to(device)
 
-    def logps(self, model, fused_lm_head: bool = False) -> torch.Tensor:
-        """[n] summed response log-probs Σ_t log π(y_t | x, y_<t) (eq. 1 of rlsurvey.lm), float32."""
+    def token_logps(self, model, fused_lm_head: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log π(y_t | x, y_<t) of every response token [T] float32, the index of its sequence [T]): the
+        per-token terms that SFT's cross-entropy averages and `logps` sums per sequence."""
         if not self.packing:
             args = (self.p_ids, self.p_mask, self.r_ids, self.r_mask)
             if not fused_lm_head:
-                return response_logprobs(model, *args).seq_logps
-            attn = torch.cat([self.p_mask, self.r_mask], 1)
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)
-            ids = torch.cat([self.p_ids, self.r_ids], 1)
-            out = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
-            h = out.last_hidden_state[:, self.p_ids.shape[1] - 1 : -1]  # (B, R, H): row t predicts token t
-            targets = self.r_ids.masked_fill(self.r_mask == 0, -100).flatten()
-            return (
-                _lm_head_logps(model, h.reshape(-1, h.shape[-1]), targets, True)
-                .view(self.r_ids.shape)
-                .sum(-1)
-            )
+                tok = response_logprobs(model, *args).token_logps
+            else:
+                attn = torch.cat([self.p_mask, self.r_mask], 1)
+                pos = (attn.cumsum(-1) - 1).clamp(min=0)
+                ids = torch.cat([self.p_ids, self.r_ids], 1)
+                out = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
+                h = out.last_hidden_state[:, self.p_ids.shape[1] - 1 : -1]  # (B, R, H): row t predicts t
+                targets = self.r_ids.masked_fill(self.r_mask == 0, -100).flatten()
+                tok = _lm_head_logps(model, h.reshape(-1, h.shape[-1]), targets, True).view(self.r_ids.shape)
+            keep = self.r_mask.bool()
+            owner = torch.arange(self.n, device=keep.device)[:, None].expand_as(keep)
+            return tok[keep], owner[keep]
         hidden = model.base_model(
             input_ids=self.ids, position_ids=self.pos, use_cache=False
         ).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])[self.keep]  # (tokens, H): response positions only
-        tok = _lm_head_logps(model, hidden, self.targets, fused_lm_head)
-        return torch.zeros(self.n, dtype=tok.dtype, device=tok.device).index_add(0, self.owner, tok)
+        return _lm_head_logps(model, hidden, self.targets, fused_lm_head), self.owner
+
+    def logps(self, model, fused_lm_head: bool = False) -> torch.Tensor:
+        """[n] summed response log-probs Σ_t log π(y_t | x, y_<t) (eq. 1 of rlsurvey.lm), float32."""
+        tok, owner = self.token_logps(model, fused_lm_head)
+        return torch.zeros(self.n, dtype=tok.dtype, device=tok.device).index_add(0, owner, tok)
 
 
 def packed_logps(model, prompts, responses, pad_id: int, fused_lm_head: bool = False) -> torch.Tensor:
@@ -248,6 +254,27 @@ def padded_logps(model, prompts, responses, pad_id: int, fused_lm_head: bool = F
     """`SequenceBatch(..., packing=False).logps(model)`: the padded reference of `packed_logps`."""
     device = next(model.parameters()).device
     return SequenceBatch(prompts, responses, pad_id, False, device).logps(model, fused_lm_head)
+
+
+@torch.no_grad()
+def packing_is_exact(model, prompts, responses, pad_id: int) -> bool:
+    """Whether packed and padded log-probs of these sequences agree (a model that ignores packed position
+    ids would let sequences attend to each other); warns and returns False when they do not."""
+    was_training = model.training
+    model.eval()
+    try:
+        a = packed_logps(model, prompts, responses, pad_id)
+        b = padded_logps(model, prompts, responses, pad_id)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        warnings.warn(f"packing is off: the packed forward failed ({exc})", stacklevel=4)
+        return False
+    finally:
+        model.train(was_training)
+    tol = 1e-3 if a.dtype in (torch.float32, torch.float64) else 5e-2
+    if not torch.allclose(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0):
+        warnings.warn("packing is off: this model's packed log-probs differ from padded ones", stacklevel=4)
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -441,31 +468,12 @@ class DPOTrainer(SupervisedTrainer):
         responses = [data.responses[c][i] for c in cols for i in idx]
         return SequenceBatch(prompts, responses, data.pad_id, self.packing, self.device)
 
-    @torch.no_grad()
     def _packing_is_exact(self) -> bool:
-        """Packed and padded log-probs agree on a few training examples (a model that ignores packed position
-        ids would let sequences attend to each other); otherwise warn and pad."""
         idx = range(min(4, len(self.train_data)))
         cols = [c for c in self.train_data.responses if c != "kl"]
         prompts = [self.train_data.prompt[i] for c in cols for i in idx]
         responses = [self.train_data.responses[c][i] for c in cols for i in idx]
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            a = packed_logps(self.model, prompts, responses, self.train_data.pad_id)
-            b = padded_logps(self.model, prompts, responses, self.train_data.pad_id)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            warnings.warn(f"packing is off: the packed forward failed ({exc})", stacklevel=3)
-            return False
-        finally:
-            self.model.train(was_training)
-        tol = 1e-3 if a.dtype in (torch.float32, torch.float64) else 5e-2
-        if not torch.allclose(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0):
-            warnings.warn(
-                "packing is off: this model's packed log-probs differ from padded ones", stacklevel=3
-            )
-            return False
-        return True
+        return packing_is_exact(self.model, prompts, responses, self.train_data.pad_id)
 
     @torch.no_grad()
     def _precompute(self, reference, data: _Tokenized) -> None:

@@ -54,21 +54,19 @@ def measure_quality(path: str | Path, config, val_texts: list[str], progress: bo
             examples=full[:5],
         )
     elif config.world == "reasoning":
+        from rlsurvey.rewards.verifiable import evaluate_reasoning
         from rlsurvey.tasks import reasoning
 
         prompts = reasoning.sample_prompts(N_SAMPLES, EVAL_SEED)
-        g = generate(model, tok, prompts, max_new_tokens=48, temperature=1.0, seed=EVAL_SEED)
-        right = reasoning.accuracy_reward(prompts, g.texts)
-        thinks = np.array([reasoning.reasons(t) for t in g.texts])
+        q = evaluate_reasoning(model, tok, prompts, max_new_tokens=48, seed=EVAL_SEED)
+        g = generate(model, tok, prompts[:5], max_new_tokens=48, temperature=1.0, seed=EVAL_SEED)
         out.update(
-            accuracy_sampled=float(right.mean()),
-            reasoning_share=float(thinks.mean()),
-            accuracy_when_reasoning=float(right[thinks].mean()) if thinks.any() else math.nan,
-            accuracy_when_direct=float(right[~thinks].mean()) if (~thinks).any() else math.nan,
-            format_rate=float(reasoning.format_reward(prompts, g.texts).mean()),
-            mean_length=float(g.response_mask.sum(1).float().mean()),
-            eos_rate=float(g.finished.float().mean()),
-            examples=[p + t for p, t in zip(prompts[:5], g.texts[:5])],
+            accuracy_sampled=q["accuracy"],
+            **{k: q[k] for k in ("reasoning_share", "accuracy_when_reasoning", "accuracy_when_direct")},
+            format_rate=q["format_rate"],
+            mean_length=q["mean_length"],
+            eos_rate=q["eos_rate"],
+            examples=[p + t for p, t in zip(prompts[:5], g.texts)],
         )
     else:
         from rlsurvey.tasks import arithmetic

@@ -28,6 +28,7 @@ __all__ = [
     "arithmetic_format_reward",
     "combine_rewards",
     "evaluate_pass_at_k",
+    "evaluate_reasoning",
     "make_pass_at_k_eval",
     "pass_at_k",
 ]
@@ -170,3 +171,56 @@ def make_pass_at_k_eval(prompts: Sequence[str], verifier: RewardFn, tokenizer, *
     **kwargs)` (its history rows then carry "eval/pass@1", "eval/pass@k" and "eval/mean_length")."""
     prompts = list(prompts)
     return lambda model: evaluate_pass_at_k(model, tokenizer, prompts, verifier, **kwargs)
+
+
+@torch.no_grad()
+def evaluate_reasoning(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    n: int = 1,
+    ks: Sequence[int] = (),
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict:
+    """Sample `n` responses to every prompt of the reasoning world (`rlsurvey.tasks.reasoning`) and measure
+    what chapter 12 plots: "accuracy" (the strict verifier, over all samples), "reasoning_share" (responses
+    that open a reasoning block), "format_rate", "mean_length" (tokens, EOS included), "length_correct" and
+    "length_wrong" (mean tokens of right and of wrong responses; NaN where there are none),
+    "accuracy_when_reasoning" / "accuracy_when_direct", "eos_rate", and "pass@k" for each k in `ks` (eq. 1).
+    The sampling has its own seeded generator, so two calls on the same model agree."""
+    from rlsurvey.tasks import reasoning
+
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts must be a non-empty list of str")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    ks = [ks] if isinstance(ks, int) else list(ks)
+    if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n for k in ks):
+        raise ValueError(f"ks must be ints in [1, n={n}], got {ks}")
+    batch = repeat_prompts(list(prompts), n)
+    gen = generate(model, tokenizer, batch, max_new_tokens, temperature, seed=seed, batch_size=batch_size)
+    right = reasoning.accuracy_reward(batch, gen.texts).astype(bool)
+    thinks = np.array([reasoning.reasons(t) for t in gen.texts])
+    length = gen.response_mask.sum(1).float().numpy()
+
+    def mean(x: np.ndarray) -> float:
+        return float(x.mean()) if x.size else math.nan
+
+    out = {
+        "accuracy": mean(right.astype(float)),
+        "reasoning_share": mean(thinks.astype(float)),
+        "format_rate": mean(reasoning.format_reward(batch, gen.texts)),
+        "mean_length": mean(length),
+        "length_correct": mean(length[right]),
+        "length_wrong": mean(length[~right]),
+        "accuracy_when_reasoning": mean(right[thinks].astype(float)),
+        "accuracy_when_direct": mean(right[~thinks].astype(float)),
+        "eos_rate": mean(gen.finished.float().numpy()),
+        "n": n,
+    }
+    correct = right.reshape(len(prompts), n).sum(1)
+    out.update({f"pass@{k}": float(pass_at_k(n, correct, k).mean()) for k in ks})
+    return out
