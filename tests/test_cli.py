@@ -1,5 +1,5 @@
-"""`rlsurvey train {sft,reward,ppo,rloo,dpo,grpo}` end to end on the shipped models, a few tiny steps each, and
-`rlsurvey data`; the outputs load in plain transformers."""
+"""`rlsurvey train {sft,reward,ppo,rloo,dpo,grpo}` end to end on the shipped models, a few tiny steps
+each, and `rlsurvey data`; the outputs load in plain transformers."""
 
 from __future__ import annotations
 

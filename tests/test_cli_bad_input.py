@@ -347,7 +347,8 @@ def test_broken_sft_files_name_the_column(tmp_path, no_loading):
     no_completion = _write_jsonl(tmp_path / "a.jsonl", [{"prompt": "1+2+3=", "answer": "6"}])
     _refused(["train", "sft", "--dataset", no_completion], tmp_path / "o", "missing ['completion']")
     nothing = _write_jsonl(tmp_path / "b.jsonl", [{"question": "1+2+3="}])
-    _refused(["train", "sft", "--dataset", nothing], tmp_path / "o", "'messages'", "'text'", "found ['question']")
+    needles = ("'messages'", "'text'", "found ['question']")
+    _refused(["train", "sft", "--dataset", nothing], tmp_path / "o", *needles)
     no_answer = _write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
     _refused(["train", "sft", "--dataset", no_answer], tmp_path / "o", "row 0 has no assistant turn")
 
