@@ -1,74 +1,97 @@
-"""Chapter 12's exercise checks: each passes the reference solution and refuses wrong answers."""
-
-import math
+"""Chapter 12's exercise checks: each passes the reference solution and an independent one, and refuses
+typical wrong answers."""
 
 import pytest
 import torch
 
-from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
-from rlsurvey.algos.policy_loss import aggregate
 from rlsurvey.exercises import ExerciseError
 from rlsurvey.exercises import ch12 as ex
-from rlsurvey.rewards.verifiable import pass_at_k
+from rlsurvey.tasks import reasoning
 
 
-def by_hand_group(r, G):
-    rows = r.view(-1, G)
-    return ((rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + 1e-4)).flatten()
+def by_hand_verifier(prompt, completion):
+    """An independent step checker: evaluates each step with Python and rebuilds the chain by regex."""
+    import re
+
+    m = re.fullmatch(r"\[([^\[\]]*)\](0|[1-9][0-9]*)", completion.strip())
+    if not m:
+        return False
+    steps = m.group(1).split(";")
+    terms = re.findall(r"[+-]?[0-9]", prompt[:-1])
+    value = int(terms[0])
+    if len(steps) != len(terms) - 1:
+        return False
+    for step, term in zip(steps, terms[1:]):
+        expected = f"{value}{term[0]}{term[1]}"
+        value = eval(expected)  # noqa: S307 - digits and one operator
+        if step != f"{expected}={value}":
+            return False
+    return int(m.group(2)) == value
 
 
-def test_group_advantages():
-    assert ex.check_group_advantages(group_advantages)
-    assert ex.check_group_advantages(by_hand_group)
-    population_std = lambda r, G: (  # noqa: E731 - divides by the population std
-        (r.view(-1, G) - r.view(-1, G).mean(1, keepdim=True))
-        / (r.view(-1, G).std(1, True, unbiased=False) + 1e-4)
-    ).flatten()
-    no_eps = lambda r, G: (  # noqa: E731 - NaN on an all-equal group
-        (r.view(-1, G) - r.view(-1, G).mean(1, keepdim=True)) / r.view(-1, G).std(1, keepdim=True)
-    ).flatten()
-    batch_mean = lambda r, G: (r - r.mean()) / (r.std() + 1e-4)  # noqa: E731 - not per group
-    for wrong in (population_std, no_eps, batch_mean, lambda r, G: group_advantages(r, G, False), "x"):
+def test_step_verifier():
+    assert ex.check_step_verifier(ex.reference_step_verifier)
+    assert ex.check_step_verifier(by_hand_verifier)
+    p = "3+8-5+9="
+    assert ex.reference_step_verifier(p, reasoning.worked_solution(p))
+    assert not ex.reference_step_verifier(p, "[3+8=11;11-5=7;7+9=15]15")  # wrong step, right answer
+    assert not ex.reference_step_verifier(p, "15")
+    final_only = lambda p, c: bool(reasoning.accuracy_reward([p], [c])[0])  # noqa: E731
+    layout_only = lambda p, c: bool(reasoning.format_reward([p], [c])[0])  # noqa: E731
+    for wrong in (final_only, layout_only, lambda p, c: True, lambda p, c: 1):
         with pytest.raises(ExerciseError):
-            ex.check_group_advantages(wrong)
+            ex.check_step_verifier(wrong)
 
 
-def test_leave_one_out():
-    assert ex.check_leave_one_out(leave_one_out_advantages)
+def test_sft_labels():
+    assert ex.check_sft_labels(ex.reference_sft_labels)
+    ids, mask, labels = ex.reference_sft_labels([([5, 6], [7]), ([8], [9, 10, 11])], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7, 0], [8, 9, 10, 11]] and mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert labels.tolist() == [[-100, -100, 7, -100], [-100, 9, 10, 11]]
 
-    def by_hand(r, G):
-        rows = r.view(-1, G)
-        return torch.cat(
-            [
-                torch.stack([row[i] - torch.cat([row[:i], row[i + 1 :]]).mean() for i in range(G)])
-                for row in rows
-            ]
-        )
+    def shifted(examples, pad_id):
+        ids, mask, labels = ex.reference_sft_labels(examples, pad_id)
+        return ids, mask, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], 1)
 
-    assert ex.check_leave_one_out(by_hand)
-    mean_with_self = lambda r, G: group_advantages(r, G, scale_by_std=False)  # noqa: E731
-    for wrong in (mean_with_self, lambda r, G: r, lambda r, G: 1 / 0):
+    def left_padded(examples, pad_id):
+        ids, mask, labels = ex.reference_sft_labels(examples, pad_id)
+        return ids.flip(1), mask.flip(1), labels.flip(1)
+
+    for wrong in (shifted, left_padded, lambda e, p: None):
         with pytest.raises(ExerciseError):
-            ex.check_leave_one_out(wrong)
+            ex.check_sft_labels(wrong)
 
 
-def test_constant_aggregation():
-    assert ex.check_constant_aggregation(lambda p, m, L: aggregate(p, m, "constant", L))
-    assert ex.check_constant_aggregation(lambda p, m, L: (p * m).sum() / (p.shape[0] * L))
-    for mode in ("token_mean", "sequence_mean"):
+def test_sft_labels_give_the_package_loss():
+    """The reference labels, fed to a Hugging Face model, give SFTTrainer's loss (the conventions agree)."""
+    import datasets
+
+    from rlsurvey.algos.sft import SFTConfig, SFTTrainer
+    from tests.conftest import tiny_causal_lm
+
+    model, tok = tiny_causal_lm("llama", seed=2)
+    ds = datasets.Dataset.from_dict({"prompt": ["ab", "c"], "completion": ["de", "fgh"]})
+    tr = SFTTrainer(model, tok, ds, SFTConfig(progress=False, shuffle=False))
+    examples = [(tr.train_data.prompt[i].tolist(), tr.train_data.completion[i].tolist()) for i in range(2)]
+    ids, mask, labels = ex.reference_sft_labels(examples, tok.pad_token_id)
+    with torch.no_grad():
+        hf = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ours = tr.compute_loss([0, 1])[0]
+    torch.testing.assert_close(hf, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_token_weights():
+    assert ex.check_token_weights(ex.reference_token_weights)
+    adv, lengths = torch.tensor([1.0, -1.0]), torch.tensor([2, 8])
+    # GRPO: a long wrong response's tokens are pushed down four times less than a short one's would be
+    w = ex.reference_token_weights(adv, lengths, "sequence_mean", 8)
+    assert w.tolist() == [-0.25, 0.0625]
+    assert ex.reference_token_weights(adv, lengths, "constant", 8).tolist() == [-1 / 16, 1 / 16]
+    positive = lambda a, n, agg, L: -ex.reference_token_weights(a, n, agg, L)  # noqa: E731 - sign
+    seq_everywhere = lambda a, n, agg, L: ex.reference_token_weights(a, n, "sequence_mean", L)  # noqa: E731
+    for wrong in (positive, seq_everywhere, lambda a, n, agg, L: -a):
         with pytest.raises(ExerciseError):
-            ex.check_constant_aggregation(lambda p, m, L, mode=mode: aggregate(p, m, mode))
-    with pytest.raises(ExerciseError):  # forgets the mask
-        ex.check_constant_aggregation(lambda p, m, L: p.sum() / (p.shape[0] * L))
-
-
-def test_pass_at_k():
-    assert ex.check_pass_at_k(lambda n, c, k: float(pass_at_k(n, c, k)[0]))
-    assert ex.check_pass_at_k(lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k))
-    with_replacement = lambda n, c, k: 1 - (1 - c / n) ** k  # noqa: E731 - biased
-    for wrong in (with_replacement, lambda n, c, k: c / n, lambda n, c, k: math.comb(c, k) / math.comb(n, k)):
-        with pytest.raises(ExerciseError):
-            ex.check_pass_at_k(wrong)
+            ex.check_token_weights(wrong)
 
 
 def test_reference_shrink_by_enumeration():
@@ -93,6 +116,6 @@ def test_reference_shrink_by_enumeration():
 
 def test_baseline_shrink_refuses():
     G = ex.SHRINK_G
-    for wrong in (1.0, G / (G - 1), 1 / G, "0.75", float("nan"), True):
+    for wrong in (1.0, G / (G - 1), 1 / G, 0.75, "0.75", float("nan"), True):
         with pytest.raises(ExerciseError):
             ex.check_baseline_shrink(wrong)

@@ -184,13 +184,16 @@ def evaluate_reasoning(
     temperature: float = 1.0,
     seed: int = 0,
     batch_size: int = 256,
+    per_prompt: bool = False,
 ) -> dict:
     """Sample `n` responses to every prompt of the reasoning world (`rlsurvey.tasks.reasoning`) and measure
     what chapter 12 plots: "accuracy" (the strict verifier, over all samples), "reasoning_share" (responses
     that open a reasoning block), "format_rate", "mean_length" (tokens, EOS included), "length_correct" and
     "length_wrong" (mean tokens of right and of wrong responses; NaN where there are none),
     "accuracy_when_reasoning" / "accuracy_when_direct", "eos_rate", and "pass@k" for each k in `ks` (eq. 1).
-    The sampling has its own seeded generator, so two calls on the same model agree."""
+    With `per_prompt`, also "correct_per_prompt": the number of right samples of each prompt (an int array;
+    leave it off in an `eval_fn`, whose values are logged as numbers). The sampling has its own seeded
+    generator, so two calls on the same model agree."""
     from rlsurvey.tasks import reasoning
 
     if isinstance(prompts, str) or not prompts:
@@ -223,4 +226,6 @@ def evaluate_reasoning(
     }
     correct = right.reshape(len(prompts), n).sum(1)
     out.update({f"pass@{k}": float(pass_at_k(n, correct, k).mean()) for k in ks})
+    if per_prompt:
+        out["correct_per_prompt"] = correct
     return out
