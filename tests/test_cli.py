@@ -147,10 +147,13 @@ def test_sft_learns_worked_solutions_and_reads_every_data_format(tmp_path):
         demos = tmp_path / f"demos{len(conversational)}.jsonl"
         assert _run(["data", demos, "--world", "reasoning", "--type", "sft", "-n", "6", *conversational]) == 0
         row = json.loads(demos.read_text().splitlines()[0])
-        assert reasoning.accuracy_reward(
-            [row["prompt"] if not conversational else row["prompt"][0]["content"]],
-            [row["completion"] if not conversational else row["completion"][0]["content"]],
-        )[0] == 1.0
+        assert (
+            reasoning.accuracy_reward(
+                [row["prompt"] if not conversational else row["prompt"][0]["content"]],
+                [row["completion"] if not conversational else row["completion"][0]["content"]],
+            )[0]
+            == 1.0
+        )
         done = _train("sft", tmp_path / f"from{len(conversational)}", "--dataset", demos, "--max-steps", "1")
         assert len(_metrics(done)) == 1
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -148,7 +149,7 @@ def test_bad_sizes_for_several_processes_are_named():
     class Two(Distributed):
         world_size = 2
 
-    from rlsurvey.algos import dpo_trainer, grpo, rlhf_ppo
+    from rlsurvey.algos import dpo_trainer, grpo, rlhf_ppo, sft, supervised
 
     policy, tok = tiny_causal_lm("llama", seed=0)
     with pytest.MonkeyPatch.context() as mp:
@@ -157,9 +158,12 @@ def test_bad_sizes_for_several_processes_are_named():
             grpo.train_grpo(
                 policy, tok, ["a"], lambda p, c: [0.0] * len(c), grpo.GRPOConfig(prompts_per_step=3)
             )
-        mp.setattr(dpo_trainer, "get_distributed", lambda flag: Two(None))
+        mp.setattr(supervised, "get_distributed", lambda flag: Two(None))  # the DPO and SFT trainers' base
         with pytest.raises(ValueError, match="at least the number of processes"):
             dpo_trainer.DPOTrainer(policy, tok, dist_worker.pairs(2), dpo_trainer.DPOConfig(batch_size=1))
+        with pytest.raises(ValueError, match="at least the number of processes"):
+            demos = datasets.Dataset.from_dict({"prompt": ["a"], "completion": ["b"]})
+            sft.SFTTrainer(policy, tok, demos, sft.SFTConfig(batch_size=1))
         mp.setattr(rlhf_ppo, "get_distributed", lambda flag: Two(None))
         with pytest.raises(ValueError, match="must split into 2 processes"):
             cfg = rlhf_ppo.RLHFPPOConfig(batch_size=4, num_mini_batches=4)

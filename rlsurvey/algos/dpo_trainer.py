@@ -41,7 +41,6 @@ from rlsurvey.algos.dpo import LOSS_TYPES, REFERENCE_FREE, preference_loss
 from rlsurvey.algos.kto import kto_loss, kto_reference_point, npo_loss
 from rlsurvey.algos.rollout import context_length, disable_dropout
 from rlsurvey.algos.supervised import SupervisedTrainer
-from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import fused_linear_token_logprobs, token_logprobs
 from rlsurvey.lm.logprobs import response_logprobs
 
@@ -430,18 +429,8 @@ class DPOTrainer(SupervisedTrainer):
             raise ValueError(
                 "ref_model must be a separate model (None: a frozen copy of model), got model itself"
             )
-        self.model, self.tokenizer, self.config = model, tokenizer, c
-        self.dist = get_distributed(c.distributed)
-        if c.batch_size < self.dist.world_size:
-            raise ValueError(
-                f"batch_size must be at least the number of processes ({self.dist.world_size}), "
-                f"got {c.batch_size}"
-            )
-        self.dist.place(model)
+        self._init_model(model, tokenizer, c)
         self.dist.place(ref_model)
-        self.device = next(model.parameters()).device
-        if c.disable_dropout:
-            disable_dropout(model)
         limit = context_length(model)  # longer examples are cut to fit, prompt first (see _Tokenized)
         self.train_data = _Tokenized(train_dataset, tokenizer, c, limit)
         self.eval_data = _Tokenized(eval_dataset, tokenizer, c, limit) if eval_dataset is not None else None

@@ -37,9 +37,8 @@ from dataclasses import dataclass
 import torch
 
 from rlsurvey.algos.dpo_trainer import SequenceBatch, packing_is_exact
-from rlsurvey.algos.rollout import context_length, disable_dropout
+from rlsurvey.algos.rollout import context_length
 from rlsurvey.algos.supervised import SupervisedTrainer
-from rlsurvey.distributed import get_distributed
 
 __all__ = ["SFTConfig", "SFTTrainer", "sft_columns", "sft_loss", "tokenize_sft"]
 
@@ -254,17 +253,7 @@ class SFTTrainer(SupervisedTrainer):
         c = SFTConfig() if config is None else config
         if not isinstance(c, SFTConfig):
             raise TypeError(f"config must be an SFTConfig, got {type(c).__name__}")
-        self.model, self.tokenizer, self.config = model, tokenizer, c
-        self.dist = get_distributed(c.distributed)
-        if c.batch_size < self.dist.world_size:
-            raise ValueError(
-                f"batch_size must be at least the number of processes ({self.dist.world_size}), "
-                f"got {c.batch_size}"
-            )
-        self.dist.place(model)
-        self.device = next(model.parameters()).device
-        if c.disable_dropout:
-            disable_dropout(model)
+        self._init_model(model, tokenizer, c)
         limit = context_length(model)
         self.train_data = _SFTData(train_dataset, tokenizer, c, limit)
         self.eval_data = _SFTData(eval_dataset, tokenizer, c, limit) if eval_dataset is not None else None

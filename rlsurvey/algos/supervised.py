@@ -5,8 +5,8 @@ accumulation over micro-batches, gradient clipping, and the checkpoint format of
 differs is the loss: a subclass provides `compute_loss(idx)` -> (loss, metrics) and, when its loss is not a
 mean over examples, `micro_weight` (SFT averages over completion tokens).
 
-A subclass's `__init__` sets `model`, `tokenizer`, `config`, `dist`, `device` and `train_data` (anything with
-a length), then calls `_init_optimization(params)`.
+A subclass's `__init__` calls `_init_model(model, tokenizer, config)`, sets `train_data` (anything with a
+length), then calls `_init_optimization(params)`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rlsurvey.algos.rollout import disable_dropout
 from rlsurvey.checkpoint import (
     NonFiniteLossError,
     StopOnSignal,
@@ -29,6 +30,7 @@ from rlsurvey.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from rlsurvey.distributed import get_distributed
 
 __all__ = ["SupervisedTrainer"]
 
@@ -37,6 +39,20 @@ class SupervisedTrainer:
     """Steps, schedule, data order, logging, checkpoints and saving for a loss over a fixed dataset."""
 
     progress_name = "training"
+
+    def _init_model(self, model, tokenizer, config) -> None:
+        """Keep the model, tokenizer and config; place the model for this process; drop dropout if asked."""
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.dist = get_distributed(config.distributed)
+        if config.batch_size < self.dist.world_size:
+            raise ValueError(
+                f"batch_size must be at least the number of processes ({self.dist.world_size}), "
+                f"got {config.batch_size}"
+            )
+        self.dist.place(model)
+        self.device = next(model.parameters()).device
+        if config.disable_dropout:
+            disable_dropout(model)
 
     def _init_optimization(self, params) -> None:
         c = self.config
