@@ -109,6 +109,8 @@ BAD = {  # field -> out-of-range values (NaN and the infinities are added for ev
     "max_prompt_length": COUNT, "max_completion_length": COUNT, "ref_batch_size": COUNT,
     "logging_steps": COUNT, "dpop_lambda": NON_NEG, "bdpo_alpha": NON_NEG, "bdpo_momentum": ["1", "-0.1"],
     "simpo_gamma": NON_NEG, "kto_desirable_weight": NON_NEG, "kto_undesirable_weight": NON_NEG,
+    "sapo_temperature_pos": POS, "sapo_temperature_neg": POS,
+    "max_sampling_rounds": COUNT, "overlong_buffer": COUNT, "overlong_penalty_factor": NON_NEG,
 }  # fmt: skip
 
 

@@ -66,7 +66,7 @@ def test_the_lock_pins_every_installed_package_and_the_readme_names_its_versions
     differ = {n: (v, pins[n]) for n, v in installed.items() if v.split("+")[0] != pins[n]}
     assert not differ, f"installed version differs from the lock (installed, locked): {differ}"
     readme = (ROOT / "README.md").read_text()
-    for name in ("torch", "transformers", "datasets", "tokenizers", "accelerate", "triton"):
+    for name in ("torch", "transformers", "datasets", "tokenizers", "accelerate", "triton", "trl"):
         assert f"{name} {pins[name]}" in readme, f"README must name {name} {pins[name]}, the locked version"
 
 

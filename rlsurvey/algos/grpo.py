@@ -32,8 +32,24 @@ import torch
 from tqdm.auto import tqdm
 
 from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
-from rlsurvey.algos.policy_loss import AGGREGATIONS, aggregate, clipped_surrogate
-from rlsurvey.algos.rollout import RewardError, RewardFn, collect_rollout, disable_dropout, repeat_prompts
+from rlsurvey.algos.policy_loss import (
+    AGGREGATIONS,
+    IMPORTANCE_LEVELS,
+    LOSS_TYPES,
+    aggregate,
+    aggregate_loss_type,
+    clipped_surrogate,
+    policy_loss,
+)
+from rlsurvey.algos.rollout import (
+    RewardError,
+    RewardFn,
+    collect_rollout,
+    disable_dropout,
+    merge_rollouts,
+    overlong_penalty,
+    repeat_prompts,
+)
 from rlsurvey.checkpoint import (
     StopOnSignal,
     check_finite,
@@ -61,7 +77,17 @@ class GRPOConfig:
     advantage: str = "grpo"  # "grpo" (÷ std), "dr_grpo" (no ÷ std) or "rloo" (leave-one-out baseline)
     aggregation: str = "sequence_mean"  # "sequence_mean" (GRPO), "token_mean" or "constant" (Dr. GRPO)
     clip_eps: float = 0.2  # ε of the clipped ratio
-    clip_eps_high: float | None = None  # a larger upper clip (DAPO's clip-higher); None: symmetric
+    clip_eps_high: float | None = (
+        None  # a larger upper clip (DAPO's clip-higher); None: symmetric; CISPO's cap
+    )
+    loss_type: str | None = None  # TRL's loss_type (rlsurvey.algos.policy_loss); None: clip + `aggregation`
+    importance_sampling_level: str = "token"  # "sequence": GSPO's one ratio per response (needs loss_type)
+    sapo_temperature_pos: float = 1.0  # SAPO's gate temperature where A > 0
+    sapo_temperature_neg: float = 1.05  # and where A <= 0
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards all agree and sample more prompts
+    max_sampling_rounds: int = 3  # rollouts per step at most when refilling (the first one included)
+    overlong_buffer: int | None = None  # DAPO's L_cache: soft length penalty in the last this many tokens
+    overlong_penalty_factor: float = 1.0  # scale of that penalty (reward units)
     epochs: int = 1  # passes over each rollout (μ in the GRPO paper)
     minibatch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
     kl_coef: float = 0.0  # β; 0 keeps no reference model unless one is passed (then the KL is only logged)
@@ -99,6 +125,24 @@ class GRPOConfig:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
         from rlsurvey.checks import FieldError, check_fields
 
+        if self.loss_type is not None and self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)} or None, got {self.loss_type!r}")
+        if self.importance_sampling_level not in IMPORTANCE_LEVELS:
+            raise ValueError(
+                f"importance_sampling_level must be one of {list(IMPORTANCE_LEVELS)}, "
+                f"got {self.importance_sampling_level!r}"
+            )
+        if self.importance_sampling_level == "sequence" and self.loss_type is None:
+            raise ValueError("importance_sampling_level='sequence' (GSPO) needs a loss_type, e.g. 'grpo'")
+        if self.loss_type == "cispo" and self.clip_eps_high is None:
+            raise ValueError(
+                "loss_type='cispo' needs clip_eps_high, the cap of its importance weight (e.g. 5.0)"
+            )
+        if self.overlong_buffer is not None and self.overlong_buffer > self.max_new_tokens:
+            raise ValueError(
+                f"overlong_buffer ({self.overlong_buffer}) must not exceed max_new_tokens "
+                f"({self.max_new_tokens})"
+            )
         if self.temperature == 0:
             raise FieldError(
                 "temperature",
@@ -111,6 +155,8 @@ class GRPOConfig:
             "learning_rate": ">0", "clip_eps": ">0", "clip_eps_high": ">0", "kl_coef": ">=0",
             "temperature": ">0", "top_p": "(0,1]", "missing_eos_penalty": ">=0", "max_grad_norm": ">0",
             "weight_decay": ">=0", "save_steps": "int>=1", "save_total_limit": "int>=1",
+            "sapo_temperature_pos": ">0", "sapo_temperature_neg": ">0", "max_sampling_rounds": "int>=1",
+            "overlong_buffer": "int>=1", "overlong_penalty_factor": ">=0",
         })  # fmt: skip
 
 
@@ -123,6 +169,20 @@ def group_step_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> 
     if kind == "rloo":
         return leave_one_out_advantages(rewards, group_size)
     raise ValueError(f"advantage must be one of {list(ADVANTAGES)}, got {kind!r}")
+
+
+def _average(cfg: GRPOConfig, per_token, mask, total_tokens):
+    """A per-token term averaged as the config says: `loss_type` when set, else `aggregation`."""
+    if cfg.loss_type is None:
+        return aggregate(per_token, mask, cfg.aggregation, cfg.max_new_tokens)
+    return aggregate_loss_type(per_token, mask, cfg.loss_type, cfg.max_new_tokens, total_tokens)
+
+
+def _informative_rows(scores: torch.Tensor, group_size: int) -> list[int]:
+    """The rows of the groups whose rewards are not all equal (dynamic sampling keeps only those)."""
+    groups = scores.view(-1, group_size)
+    keep = (groups.max(1).values > groups.min(1).values).nonzero().flatten().tolist()
+    return [g * group_size + j for g in keep for j in range(group_size)]
 
 
 def _prompt_sampler(prompts, seed: int) -> Callable[[int], list[str]]:
@@ -286,14 +346,16 @@ def train_grpo(
     )
     with StopOnSignal() as stop:
         n = cfg.prompts_per_step * cfg.group_size // world  # this process's responses
-        mb = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
+        mb_size = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
+        mb = mb_size
         # One update per rollout: the update's own forward pass sees the weights that sampled, so it
         # supplies π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's
         # GRPOTrainer).
         single_pass = cfg.epochs == 1 and mb >= n
         temp = cfg.temperature if cfg.temperature > 0 else 1.0
-        for step in bar:
-            batch = repeat_prompts(dist.shard(next_prompts(cfg.prompts_per_step)), cfg.group_size)
+
+        def sample(n_prompts: int):
+            batch = repeat_prompts(dist.shard(next_prompts(n_prompts)), cfg.group_size)
             seed = (gen_seed.randrange(2**31) + 7919 * dist.rank) % 2**31  # each process its own samples
             try:
                 roll = collect_rollout(
@@ -305,7 +367,35 @@ def train_grpo(
                 if cfg.checkpoint_dir and dist.is_main:
                     _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
                 raise
+            if cfg.overlong_buffer is not None:
+                g = roll.gen
+                pen = overlong_penalty(
+                    g.response_mask.sum(1), g.finished, cfg.max_new_tokens, cfg.overlong_buffer
+                )
+                roll.scores = roll.scores + cfg.overlong_penalty_factor * pen.to(roll.scores.device)
+            return roll
+
+        for step in bar:
+            roll = sample(cfg.prompts_per_step)
+            sampled_groups, rounds = roll.scores.numel() // cfg.group_size, 1
+            if cfg.dynamic_sampling:  # keep the groups with a signal; refill, a bounded number of times
+                kept = [roll.select(_informative_rows(roll.scores, cfg.group_size))]
+                have = kept[0].scores.numel() // cfg.group_size
+                while have < cfg.prompts_per_step // world and rounds < cfg.max_sampling_rounds:
+                    more = sample(cfg.prompts_per_step)
+                    rounds, sampled_groups = (
+                        rounds + 1,
+                        sampled_groups + more.scores.numel() // cfg.group_size,
+                    )
+                    rows = _informative_rows(more.scores, cfg.group_size)
+                    rows = rows[: (cfg.prompts_per_step // world - have) * cfg.group_size]
+                    kept.append(more.select(rows))
+                    have += len(rows) // cfg.group_size
+                if have > 0:  # else: the last rollout as it is (every advantage 0, so no step is taken)
+                    roll = merge_rollouts([k for k in kept if k.scores.numel()], tokenizer.pad_token_id)
             mask = roll.mask
+            n = roll.scores.numel()
+            mb = min(mb_size, n)  # single_pass stays as decided for the full batch (the rollout was taken so)
             g = roll.gen
             first = None
             if single_pass:
@@ -329,24 +419,37 @@ def train_grpo(
                     new_logps = (
                         first[0] if first is not None else dist.run(_policy_pass, policy, g, idx, temp)[0]
                     )
-                    per_token, pstats = clipped_surrogate(
-                        new_logps, old_logps[idx], adv[idx], mask[idx], cfg.clip_eps, cfg.clip_eps_high
-                    )
+                    m_idx = mask[idx]
+                    if cfg.loss_type is None:
+                        per_token, pstats = clipped_surrogate(
+                            new_logps, old_logps[idx], adv[idx], m_idx, cfg.clip_eps, cfg.clip_eps_high
+                        )
+                        clip_frac = pstats["policy/clipfrac_avg"]
+                        loss = _average(cfg, per_token, m_idx, mask.sum())
+                    else:
+                        loss, pstats = policy_loss(
+                            new_logps, old_logps[idx], adv[idx], m_idx, cfg.loss_type, cfg.clip_eps,
+                            cfg.clip_eps_high, cfg.importance_sampling_level, cfg.max_new_tokens,
+                            num_items=mask.sum(), sapo_temperature_pos=cfg.sapo_temperature_pos,
+                            sapo_temperature_neg=cfg.sapo_temperature_neg,
+                        )  # fmt: skip
+                        clip_frac = pstats.get("clip_ratio/region_mean", pstats.get("cispo_clip_ratio", 0.0))
                     if cfg.kl_coef > 0 and not cfg.kl_in_reward:
-                        kl_tok = kl_estimate(new_logps, roll.ref_logprobs[idx], mask[idx], cfg.kl_estimator)
-                        per_token = per_token + cfg.kl_coef * kl_tok
-                        stats["kl_loss"].append(aggregate(kl_tok.detach(), mask[idx], cfg.aggregation).item())
-                    loss = aggregate(per_token, mask[idx], cfg.aggregation, cfg.max_new_tokens)
+                        kl_tok = kl_estimate(new_logps, roll.ref_logprobs[idx], m_idx, cfg.kl_estimator)
+                        stats["kl_loss"].append(_average(cfg, kl_tok.detach(), m_idx, mask.sum()).item())
+                        loss = loss + cfg.kl_coef * _average(cfg, kl_tok, m_idx, mask.sum())
                     opt.zero_grad(set_to_none=True)
                     # the mean over all processes' tokens (token_mean) or responses (the other aggregations)
-                    count = mask[idx].sum() if cfg.aggregation == "token_mean" else len(idx)
+                    token_level = cfg.aggregation == "token_mean" if cfg.loss_type is None else (
+                        cfg.loss_type in ("bnpo", "dapo", "cispo"))  # fmt: skip
+                    count = mask[idx].sum() if token_level else len(idx)
                     dist.backward(loss * dist.share(count) if world > 1 else loss)
                     norm = dist.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     row = {"loss": loss.item(), "grad_norm": float(norm)}  # checked before the update
                     check_finite(row, step, ("loss", "grad_norm"), last_checkpoint)
                     opt.step()
                     stats["loss"].append(loss.item())
-                    stats["clip_ratio"].append(pstats["policy/clipfrac_avg"].item())
+                    stats["clip_ratio"].append(float(clip_frac))
 
             grouped = roll.scores.view(-1, cfg.group_size)
             lengths = mask.sum(1)
@@ -362,6 +465,13 @@ def train_grpo(
                 "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
                 "loss": sum(stats["loss"]) / len(stats["loss"]),
             }
+            if cfg.dynamic_sampling:  # the share of sampled groups dropped for carrying no signal
+                row["dynamic_sampling/frac_dropped"] = 1.0 - have / sampled_groups
+                row["dynamic_sampling/rounds"] = float(rounds)
+            if cfg.overlong_buffer is not None:
+                row["completions/overlong_penalized"] = (
+                    ((lengths > cfg.max_new_tokens - cfg.overlong_buffer) | ~g.finished).float().mean().item()
+                )
             if stats["kl_loss"]:
                 row["kl_loss"] = sum(stats["kl_loss"]) / len(stats["kl_loss"])
             row = dist.mean_metrics(row)

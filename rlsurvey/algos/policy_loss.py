@@ -12,15 +12,43 @@ lengths:
 - token_mean, Σ_i Σ_t ℓ_it / Σ_i |o_i|: every token in the batch weighs the same.
 - constant, Σ_i Σ_t ℓ_it / (B · L): Dr. GRPO. A fixed normalizer L (the generation budget), so nothing
   depends on the lengths.
+
+`policy_loss` names the whole recipe as TRL's GRPOTrainer does (`loss_type`, `importance_sampling_level`),
+one function per idea of the papers since:
+
+| loss_type | per-token term | averaged by |
+|---|---|---|
+| grpo (arXiv 2402.03300) | clipped ratio, −min(ρA, clip(ρ, 1−ε, 1+ε_high)A) | sequence_mean |
+| bnpo | the same | token_mean over the (micro-)batch |
+| dr_grpo (arXiv 2503.20783) | the same | constant, ÷ (B · L) |
+| dapo (arXiv 2503.14476, 3.3) | the same; clip-higher ε_high > ε (3.1) | Σ ÷ tokens of the whole batch |
+| cispo (arXiv 2506.13585) | −sg(min(ρ, ε_high)) · A · log π_θ (REINFORCE) | as dapo |
+| sapo (arXiv 2511.20347) | −(4/τ) σ(τ(ρ − 1)) · A, τ by the sign of A | sequence_mean |
+
+`importance_sampling_level="sequence"` is GSPO (arXiv 2507.18071): one ratio per response, the geometric
+mean of its token ratios, s_i = exp(mean_t log ρ_it), used for every token of the response.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["AGGREGATIONS", "aggregate", "clipped_surrogate"]
+__all__ = [
+    "AGGREGATIONS",
+    "IMPORTANCE_LEVELS",
+    "LOSS_TYPES",
+    "aggregate",
+    "aggregate_loss_type",
+    "cispo_surrogate",
+    "clipped_surrogate",
+    "importance_log_weights",
+    "policy_loss",
+    "sapo_surrogate",
+]
 
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
+IMPORTANCE_LEVELS = ("token", "sequence")
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, max_tokens: int | None = None):
@@ -96,3 +124,141 @@ def clipped_surrogate(
             "val/ratio": (ratio * m).sum() / n,
         }
     return per_token * m, stats
+
+
+def _check_shapes(logprobs, old_logprobs, mask, advantages) -> torch.Tensor:
+    if logprobs.shape != old_logprobs.shape or logprobs.shape != mask.shape or logprobs.dim() != 2:
+        raise ValueError(
+            f"logprobs {tuple(logprobs.shape)}, old_logprobs {tuple(old_logprobs.shape)} and mask "
+            f"{tuple(mask.shape)} must have one [B, T] shape"
+        )
+    if advantages.dim() != 1 or advantages.shape[0] != logprobs.shape[0]:
+        raise ValueError(f"advantages must be [B] = [{logprobs.shape[0]}], got {tuple(advantages.shape)}")
+    return advantages[:, None]
+
+
+def importance_log_weights(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor, level: str = "token"
+) -> torch.Tensor:
+    """log ρ: per token, log π_θ − log π_old ([B, T]); per sequence (GSPO), the masked mean of those over
+    each response ([B, 1]), with gradient through every token of it."""
+    if level not in IMPORTANCE_LEVELS:
+        raise ValueError(f"importance_sampling_level must be one of {list(IMPORTANCE_LEVELS)}, got {level!r}")
+    log_ratio = logprobs - old_logprobs.detach()
+    if level == "token":
+        return log_ratio
+    m = mask.to(log_ratio.dtype)
+    return ((log_ratio * m).sum(1) / m.sum(1).clamp(min=1))[:, None]
+
+
+def cispo_surrogate(
+    logprobs: torch.Tensor, log_weights: torch.Tensor, advantages: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """CISPO's per-token term (arXiv 2506.13585, eq. 4): −sg(min(ρ, cap)) · A · log π_θ. Every token keeps its
+    gradient (none is clipped away, unlike PPO's clip); only the size of its importance weight is bounded.
+    advantages [B, 1]; returns [B, T]."""
+    if not cap > 0:
+        raise ValueError(f"the CISPO cap (clip_eps_high) must be > 0, got {cap}")
+    weight = torch.clamp(torch.exp(log_weights), max=cap).detach()
+    return -weight * advantages * logprobs
+
+
+def sapo_surrogate(
+    log_weights: torch.Tensor, advantages: torch.Tensor, temperature_pos: float, temperature_neg: float
+) -> torch.Tensor:
+    """SAPO's per-token term (arXiv 2511.20347): −(4/τ) σ(τ(ρ − 1)) · A, with τ = temperature_pos where A > 0
+    and temperature_neg elsewhere. Its gradient is the ratio's times 4σ'(τ(ρ−1)), which equals 1 at ρ = 1 and
+    fades smoothly as ρ leaves 1, instead of PPO's hard cut to zero. advantages [B, 1]; returns [B, T]."""
+    if not (temperature_pos > 0 and temperature_neg > 0):
+        raise ValueError(f"SAPO temperatures must be > 0, got {temperature_pos} and {temperature_neg}")
+    # the temperatures as tensors of the weights' dtype: python floats would pass through float32 here
+    pos, neg = (torch.tensor(t, dtype=log_weights.dtype, device=log_weights.device) for t in
+                (temperature_pos, temperature_neg))  # fmt: skip
+    tau = torch.where(advantages > 0, pos, neg)
+    ratio = torch.exp(log_weights)
+    return -(4.0 / tau) * torch.sigmoid(tau * (ratio - 1)) * advantages
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    loss_type: str = "dapo",
+    epsilon: float = 0.2,
+    epsilon_high: float | None = None,
+    importance_sampling_level: str = "token",
+    max_completion_length: int | None = None,
+    num_items: float | None = None,
+    sapo_temperature_pos: float = 1.0,
+    sapo_temperature_neg: float = 1.05,
+) -> tuple[torch.Tensor, dict]:
+    """The policy-gradient loss of `loss_type` (table above) on one batch; returns (loss, stats).
+
+    | argument | shape | meaning |
+    |---|---|---|
+    | logprobs | [B, T] | log π_θ of the sampled tokens, with gradient |
+    | old_logprobs | [B, T] | log π_old, the policy that sampled (no gradient) |
+    | advantages | [B] | one advantage per response |
+    | mask | [B, T] | true on response tokens |
+
+    epsilon / epsilon_high: the clip range [1 − ε, 1 + ε_high] (ε_high defaults to ε); for cispo ε_high is the
+    cap of the importance weight and must be given. max_completion_length: L of dr_grpo (default T).
+    num_items: the number of response tokens of the whole batch that dapo and cispo divide by, when this call
+    sees only a part of it (default: the tokens of this call). Names follow TRL's GRPOConfig.
+    stats: "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean" (clipped token shares, as
+    TRL counts them), or "cispo_clip_ratio".
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
+    adv = _check_shapes(logprobs, old_logprobs, mask, advantages)
+    log_w = importance_log_weights(logprobs, old_logprobs, mask, importance_sampling_level)
+    ratio = torch.exp(log_w)
+    m = mask.to(logprobs.dtype)
+    n = m.sum().clamp(min=1)
+
+    def share(flags: torch.Tensor) -> torch.Tensor:
+        return (flags.expand_as(m).to(m.dtype) * m).sum() / n
+
+    stats: dict[str, torch.Tensor] = {}
+    if loss_type == "cispo":
+        if epsilon_high is None:
+            raise ValueError("loss_type='cispo' needs epsilon_high, the cap of its importance weight")
+        per_token = cispo_surrogate(logprobs, log_w, adv, epsilon_high).expand_as(m)
+        with torch.no_grad():
+            stats["cispo_clip_ratio"] = share((ratio > epsilon_high) & (adv > 0))
+    elif loss_type == "sapo":
+        per_token = sapo_surrogate(log_w, adv, sapo_temperature_pos, sapo_temperature_neg).expand_as(m)
+    else:
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+        high = epsilon if epsilon_high is None else epsilon_high
+        clipped = torch.clamp(ratio, 1 - epsilon, 1 + high)
+        per_token = (-torch.minimum(ratio * adv, clipped * adv)).expand_as(m)
+        with torch.no_grad():
+            low, up = (ratio < 1 - epsilon) & (adv < 0), (ratio > 1 + high) & (adv > 0)
+            stats.update({"clip_ratio/low_mean": share(low), "clip_ratio/high_mean": share(up),
+                          "clip_ratio/region_mean": share(low | up)})  # fmt: skip
+    return aggregate_loss_type(per_token * m, m, loss_type, max_completion_length, num_items), stats
+
+
+def aggregate_loss_type(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    loss_type: str,
+    max_completion_length: int | None = None,
+    num_items: float | None = None,
+) -> torch.Tensor:
+    """Average a masked per-token loss [B, T] the way `loss_type` does (the table above); a KL term added per
+    token is averaged the same way. num_items: the whole batch's token count for dapo and cispo."""
+    if loss_type in ("grpo", "sapo"):
+        return aggregate(per_token, mask, "sequence_mean")
+    if loss_type == "bnpo":
+        return aggregate(per_token, mask, "token_mean")
+    if loss_type == "dr_grpo":
+        return aggregate(per_token, mask, "constant", max_completion_length)
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
+    m = mask.to(per_token.dtype)
+    count = m.sum() if num_items is None else torch.as_tensor(num_items, dtype=m.dtype, device=m.device)
+    return (per_token * m).sum() / count.clamp(min=1)

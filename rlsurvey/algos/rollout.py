@@ -25,6 +25,8 @@ __all__ = [
     "collect_rollout",
     "compute_rewards",
     "disable_dropout",
+    "merge_rollouts",
+    "overlong_penalty",
     "repeat_prompts",
 ]
 
@@ -53,6 +55,74 @@ class Rollout:
     @property
     def completions(self) -> list[str]:
         return self.gen.texts
+
+    def select(self, rows: Sequence[int]) -> Rollout:
+        """The rollout of the responses `rows` only (their order kept)."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.scores.device)
+        g = self.gen
+
+        def take(x):
+            return None if x is None else x[idx.to(x.device)]
+
+        gen = GenerationOutput(
+            [g.prompts[i] for i in idx.tolist()], [g.texts[i] for i in idx.tolist()], take(g.prompt_ids),
+            take(g.prompt_mask), take(g.response_ids), take(g.response_mask), take(g.finished),
+        )  # fmt: skip
+        return Rollout(
+            gen, take(self.logprobs), take(self.ref_logprobs), take(self.scores), take(self.entropy)
+        )
+
+
+def _pad_cat(parts: list[torch.Tensor], value, left: bool) -> torch.Tensor:
+    width = max(p.shape[1] for p in parts)
+    out = []
+    for p in parts:
+        pad = torch.full((p.shape[0], width - p.shape[1]), value, dtype=p.dtype, device=p.device)
+        out.append(torch.cat([pad, p] if left else [p, pad], 1))
+    return torch.cat(out)
+
+
+def merge_rollouts(rollouts: Sequence[Rollout], pad_id: int) -> Rollout:
+    """One rollout from several (dynamic sampling's rounds): prompts stay left-padded and responses
+    right-padded to the widest of them; per-token tensors are padded with 0 off the mask."""
+    if not rollouts:
+        raise ValueError("merge_rollouts needs at least one rollout")
+    if len(rollouts) == 1:
+        return rollouts[0]
+    gens = [r.gen for r in rollouts]
+
+    def cat_tokens(name: str, value, left: bool):
+        return _pad_cat([getattr(g, name) for g in gens], value, left)
+
+    def cat_optional(name: str):
+        parts = [getattr(r, name) for r in rollouts]
+        return None if any(p is None for p in parts) else _pad_cat(parts, 0.0, left=False)
+
+    gen = GenerationOutput(
+        [p for g in gens for p in g.prompts], [t for g in gens for t in g.texts],
+        cat_tokens("prompt_ids", pad_id, True), cat_tokens("prompt_mask", 0, True),
+        cat_tokens("response_ids", pad_id, False), cat_tokens("response_mask", 0, False),
+        torch.cat([g.finished for g in gens]),
+    )  # fmt: skip
+    scores = torch.cat([r.scores for r in rollouts])
+    return Rollout(
+        gen, cat_optional("logprobs"), cat_optional("ref_logprobs"), scores, cat_optional("entropy")
+    )
+
+
+def overlong_penalty(
+    lengths: torch.Tensor, finished: torch.Tensor, max_length: int, buffer: int
+) -> torch.Tensor:
+    """DAPO's soft overlong punishment (arXiv 2503.14476, eq. 13), added to the reward: 0 up to
+    L_max − L_cache tokens, then falling linearly to −1 at L_max; −1 for a response cut at the budget
+    without EOS. lengths [B] response tokens (EOS included), finished [B] bool; max_length = L_max,
+    buffer = L_cache."""
+    if not 0 < buffer <= max_length:
+        raise ValueError(f"the overlong buffer must be in [1, max_length={max_length}], got {buffer}")
+    n = lengths.to(torch.float32)
+    soft = ((max_length - buffer) - n) / buffer
+    out = torch.where(n <= max_length - buffer, torch.zeros_like(n), soft.clamp(min=-1.0))
+    return torch.where(finished.to(torch.bool), out, torch.full_like(n, -1.0))
 
 
 def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
