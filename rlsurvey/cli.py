@@ -73,14 +73,15 @@ class Command:
 def _commands() -> dict[str, Command]:
     from rlsurvey.algos.dpo_trainer import ALL_LOSS_TYPES, DPOConfig
     from rlsurvey.algos.grpo import ADVANTAGES, GRPOConfig
-    from rlsurvey.algos.policy_loss import AGGREGATIONS, IMPORTANCE_LEVELS, LOSS_TYPES
+    from rlsurvey.algos.policy_loss import AGGREGATIONS, IMPORTANCE_LEVELS, LOSS_TYPES, SAMPLER_CORRECTIONS
     from rlsurvey.algos.rlhf_ppo import RLHFPPOConfig
     from rlsurvey.algos.rloo import rloo_config
     from rlsurvey.algos.sft import SFTConfig
     from rlsurvey.rewards.bradley_terry import RewardTrainingConfig
 
     group = {"aggregation": AGGREGATIONS, "kl_estimator": ("k1", "k2", "k3"), "loss_type": LOSS_TYPES,
-             "importance_sampling_level": IMPORTANCE_LEVELS}  # fmt: skip
+             "importance_sampling_level": IMPORTANCE_LEVELS,
+             "sampler_correction": SAMPLER_CORRECTIONS}  # fmt: skip
     return {
         "sft": Command(
             SFTConfig, SFTConfig, "reasoning", "sft",

@@ -111,6 +111,7 @@ BAD = {  # field -> out-of-range values (NaN and the infinities are added for ev
     "simpo_gamma": NON_NEG, "kto_desirable_weight": NON_NEG, "kto_undesirable_weight": NON_NEG,
     "sapo_temperature_pos": POS, "sapo_temperature_neg": POS,
     "max_sampling_rounds": COUNT, "overlong_buffer": COUNT, "overlong_penalty_factor": NON_NEG,
+    "sampler_correction_cap": ["0.5", "-1"],
 }  # fmt: skip
 
 

@@ -36,10 +36,12 @@ from rlsurvey.algos.policy_loss import (
     AGGREGATIONS,
     IMPORTANCE_LEVELS,
     LOSS_TYPES,
+    SAMPLER_CORRECTIONS,
     aggregate,
     aggregate_loss_type,
     clipped_surrogate,
     policy_loss,
+    sampler_correction_weights,
 )
 from rlsurvey.algos.rollout import (
     RewardError,
@@ -88,6 +90,9 @@ class GRPOConfig:
     max_sampling_rounds: int = 3  # rollouts per step at most when refilling (the first one included)
     overlong_buffer: int | None = None  # DAPO's L_cache: soft length penalty in the last this many tokens
     overlong_penalty_factor: float = 1.0  # scale of that penalty (reward units)
+    sampler_correction: str | None = None  # with a separate sampler: token_truncate (TIS), token_mask (MIS),
+    # sequence_truncate or sequence_mask; None: no correction (TRL: vllm_importance_sampling_mode)
+    sampler_correction_cap: float = 3.0  # C, the cap of the importance ratio π_θ / π_sampler
     epochs: int = 1  # passes over each rollout (μ in the GRPO paper)
     minibatch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
     kl_coef: float = 0.0  # β; 0 keeps no reference model unless one is passed (then the KL is only logged)
@@ -138,6 +143,13 @@ class GRPOConfig:
             raise ValueError(
                 "loss_type='cispo' needs clip_eps_high, the cap of its importance weight (e.g. 5.0)"
             )
+        if self.sampler_correction is not None and self.sampler_correction not in SAMPLER_CORRECTIONS:
+            raise ValueError(
+                f"sampler_correction must be one of {list(SAMPLER_CORRECTIONS)} or None, "
+                f"got {self.sampler_correction!r}"
+            )
+        if not self.sampler_correction_cap >= 1:
+            raise ValueError(f"sampler_correction_cap must be >= 1, got {self.sampler_correction_cap}")
         if self.overlong_buffer is not None and self.overlong_buffer > self.max_new_tokens:
             raise ValueError(
                 f"overlong_buffer ({self.overlong_buffer}) must not exceed max_new_tokens "
@@ -156,7 +168,7 @@ class GRPOConfig:
             "temperature": ">0", "top_p": "(0,1]", "missing_eos_penalty": ">=0", "max_grad_norm": ">0",
             "weight_decay": ">=0", "save_steps": "int>=1", "save_total_limit": "int>=1",
             "sapo_temperature_pos": ">0", "sapo_temperature_neg": ">0", "max_sampling_rounds": "int>=1",
-            "overlong_buffer": "int>=1", "overlong_penalty_factor": ">=0",
+            "overlong_buffer": "int>=1", "overlong_penalty_factor": ">=0", "sampler_correction_cap": ">=1",
         })  # fmt: skip
 
 
@@ -242,6 +254,7 @@ def train_grpo(
     reference=None,
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     callback: Callable[[dict], None] | None = None,
+    sampler=None,
 ) -> list[dict]:
     """Train `policy` in place with group advantages; returns one dict of metrics per step.
 
@@ -258,6 +271,11 @@ def train_grpo(
     continues exactly as the uninterrupted run would (pass the same starting policy: the reference is its
     copy). A NaN or infinite loss or gradient raises NonFiniteLossError before the update; SIGINT or SIGTERM
     saves a checkpoint and raises TrainingInterrupted.
+
+    sampler: a separate generator, such as `rlsurvey.algos.sampler.MismatchedSampler` (anything with a
+    `.model` to sample from and `.sync(policy)`), synced before every rollout; the update then runs on π_θ
+    with the old log-probs recomputed by the policy, and `sampler_correction` reweights or masks the tokens
+    by π_θ / π_sampler. Logged: sampler/logprob_gap, sampler/is_ratio_mean, sampler/masked_frac.
 
     Metric names follow TRL's GRPO trainer where one exists: reward, reward_std, frac_reward_zero_std,
     completions/mean_length, kl, entropy, clip_ratio, loss.
@@ -357,11 +375,14 @@ def train_grpo(
         def sample(n_prompts: int):
             batch = repeat_prompts(dist.shard(next_prompts(n_prompts)), cfg.group_size)
             seed = (gen_seed.randrange(2**31) + 7919 * dist.rank) % 2**31  # each process its own samples
+            if sampler is not None:
+                sampler.sync(policy)
             try:
                 roll = collect_rollout(
-                    policy, tokenizer, batch, reward_fn, reference,
+                    policy if sampler is None else sampler.model, tokenizer, batch, reward_fn, reference,
                     cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed,
-                    missing_eos_penalty=cfg.missing_eos_penalty, score_policy=not single_pass,
+                    missing_eos_penalty=cfg.missing_eos_penalty,
+                    score_policy=not single_pass or sampler is not None,
                 )  # fmt: skip
             except RewardError:
                 if cfg.checkpoint_dir and dist.is_main:
@@ -401,8 +422,22 @@ def train_grpo(
             if single_pass:
                 first = dist.run(_policy_pass, policy, g, torch.arange(n, device=mask.device), temp, True)
                 old_logps, entropy = first[0].detach(), first[1]
+            elif sampler is not None:  # π_old is the trainer's policy, not the sampler that drew the tokens
+                with torch.no_grad():
+                    old_logps, entropy = _policy_pass(
+                        policy, g, torch.arange(n, device=mask.device), temp, True
+                    )
             else:
                 old_logps, entropy = roll.logprobs, roll.entropy
+            weights, sampler_stats = None, {}
+            if sampler is not None:
+                weights, sampler_stats = sampler_correction_weights(
+                    old_logps, roll.logprobs, mask, cfg.sampler_correction or "token_truncate",
+                    cfg.sampler_correction_cap,
+                )  # fmt: skip
+                if cfg.sampler_correction is None:
+                    weights = None  # measured, not applied
+                    sampler_stats["sampler/masked_frac"] = torch.zeros(())
             rewards = roll.scores.to(mask.device).float()
             seq_kl = None
             if roll.ref_logprobs is not None:
@@ -420,18 +455,21 @@ def train_grpo(
                         first[0] if first is not None else dist.run(_policy_pass, policy, g, idx, temp)[0]
                     )
                     m_idx = mask[idx]
+                    w_idx = None if weights is None else weights[idx]
                     if cfg.loss_type is None:
                         per_token, pstats = clipped_surrogate(
                             new_logps, old_logps[idx], adv[idx], m_idx, cfg.clip_eps, cfg.clip_eps_high
                         )
                         clip_frac = pstats["policy/clipfrac_avg"]
+                        if w_idx is not None:
+                            per_token = per_token * w_idx
                         loss = _average(cfg, per_token, m_idx, mask.sum())
                     else:
                         loss, pstats = policy_loss(
                             new_logps, old_logps[idx], adv[idx], m_idx, cfg.loss_type, cfg.clip_eps,
                             cfg.clip_eps_high, cfg.importance_sampling_level, cfg.max_new_tokens,
                             num_items=mask.sum(), sapo_temperature_pos=cfg.sapo_temperature_pos,
-                            sapo_temperature_neg=cfg.sapo_temperature_neg,
+                            sapo_temperature_neg=cfg.sapo_temperature_neg, token_weights=w_idx,
                         )  # fmt: skip
                         clip_frac = pstats.get("clip_ratio/region_mean", pstats.get("cispo_clip_ratio", 0.0))
                     if cfg.kl_coef > 0 and not cfg.kl_in_reward:
@@ -465,6 +503,7 @@ def train_grpo(
                 "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
                 "loss": sum(stats["loss"]) / len(stats["loss"]),
             }
+            row.update({k: float(v) for k, v in sampler_stats.items()})
             if cfg.dynamic_sampling:  # the share of sampled groups dropped for carrying no signal
                 row["dynamic_sampling/frac_dropped"] = 1.0 - have / sampled_groups
                 row["dynamic_sampling/rounds"] = float(rounds)

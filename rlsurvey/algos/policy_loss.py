@@ -37,18 +37,21 @@ __all__ = [
     "AGGREGATIONS",
     "IMPORTANCE_LEVELS",
     "LOSS_TYPES",
+    "SAMPLER_CORRECTIONS",
     "aggregate",
     "aggregate_loss_type",
     "cispo_surrogate",
     "clipped_surrogate",
     "importance_log_weights",
     "policy_loss",
+    "sampler_correction_weights",
     "sapo_surrogate",
 ]
 
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo")
 IMPORTANCE_LEVELS = ("token", "sequence")
+SAMPLER_CORRECTIONS = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, max_tokens: int | None = None):
@@ -192,6 +195,7 @@ def policy_loss(
     num_items: float | None = None,
     sapo_temperature_pos: float = 1.0,
     sapo_temperature_neg: float = 1.05,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The policy-gradient loss of `loss_type` (table above) on one batch; returns (loss, stats).
 
@@ -205,7 +209,9 @@ def policy_loss(
     epsilon / epsilon_high: the clip range [1 − ε, 1 + ε_high] (ε_high defaults to ε); for cispo ε_high is the
     cap of the importance weight and must be given. max_completion_length: L of dr_grpo (default T).
     num_items: the number of response tokens of the whole batch that dapo and cispo divide by, when this call
-    sees only a part of it (default: the tokens of this call). Names follow TRL's GRPOConfig.
+    sees only a part of it (default: the tokens of this call). token_weights: [B, T] or [B, 1] detached
+    factors on each token's term (the sampler-mismatch correction, `sampler_correction_weights`). Names
+    follow TRL's GRPOConfig.
     stats: "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean" (clipped token shares, as
     TRL counts them), or "cispo_clip_ratio".
     """
@@ -239,6 +245,8 @@ def policy_loss(
             low, up = (ratio < 1 - epsilon) & (adv < 0), (ratio > 1 + high) & (adv > 0)
             stats.update({"clip_ratio/low_mean": share(low), "clip_ratio/high_mean": share(up),
                           "clip_ratio/region_mean": share(low | up)})  # fmt: skip
+    if token_weights is not None:
+        per_token = per_token * token_weights.detach()
     return aggregate_loss_type(per_token * m, m, loss_type, max_completion_length, num_items), stats
 
 
@@ -262,3 +270,33 @@ def aggregate_loss_type(
     m = mask.to(per_token.dtype)
     count = m.sum() if num_items is None else torch.as_tensor(num_items, dtype=m.dtype, device=m.device)
     return (per_token * m).sum() / count.clamp(min=1)
+
+
+def sampler_correction_weights(
+    train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor, mode: str, cap: float
+) -> tuple[torch.Tensor, dict]:
+    """Weights that correct for sampling with an engine other than the trainer (a fast inference engine
+    in lower precision): the importance ratio w = π_train / π_sampler of the sampled tokens, per token or
+    per sequence (the product over its tokens), then either truncated at `cap` (TIS, "..._truncate": w ←
+    min(w, cap)) or used as a filter (MIS, "..._mask": 1 where w <= cap, else 0, dropping the tokens or the
+    whole sequences the sampler got most wrong). Names as TRL's vllm_importance_sampling_mode. Returns
+    (weights [B, T] or [B, 1], no gradient; stats "sampler/logprob_gap" (mean |log w| per token),
+    "sampler/is_ratio_mean", "sampler/masked_frac")."""
+    if mode not in SAMPLER_CORRECTIONS:
+        raise ValueError(f"sampler_correction must be one of {list(SAMPLER_CORRECTIONS)}, got {mode!r}")
+    if not cap >= 1:
+        raise ValueError(f"the importance-sampling cap must be >= 1, got {cap}")
+    m = mask.to(train_logprobs.dtype)
+    log_w = (train_logprobs - sampler_logprobs).detach() * m
+    n = m.sum().clamp(min=1)
+    if mode.startswith("sequence"):
+        log_w = log_w.sum(1, keepdim=True)
+    w = torch.exp(log_w)
+    keep = (w <= cap).to(m.dtype)
+    weights = torch.clamp(w, max=cap) if mode.endswith("truncate") else keep
+    stats = {
+        "sampler/logprob_gap": ((train_logprobs - sampler_logprobs).abs() * m).sum() / n,
+        "sampler/is_ratio_mean": (w.expand_as(m) * m).sum() / n,
+        "sampler/masked_frac": ((1 - keep).expand_as(m) * m).sum() / n if mode.endswith("mask") else 0.0 * n,
+    }
+    return weights, {k: v.detach() for k, v in stats.items()}
