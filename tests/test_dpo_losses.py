@@ -187,3 +187,27 @@ def test_missing_reference_and_shape_mismatch():
         preference_loss(pc, pr, None, None, "sigmoid")
     with pytest.raises(ValueError, match="policy_rejected_logps"):
         preference_loss(pc, pr[:3], rc, rr)
+
+
+def test_log1mexp_has_finite_gradients_next_to_zero():
+    """log(1 - exp(x)) at x = -1e-8 in float32: both branches of the where are differentiated, and the
+    unused one must not turn the gradient into NaN (ORPO at a mean log-prob of -1e-8 did)."""
+    from rlsurvey.algos.dpo import log1mexp
+
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor([-1e-8, -1e-4, -0.5, -math.log(2.0), -3.0, -40.0], dtype=dtype, requires_grad=True)
+        y = log1mexp(x)
+        (g,) = torch.autograd.grad(y.sum(), x)
+        assert torch.all(torch.isfinite(g)), g
+        ref = torch.tensor([math.log(-math.expm1(v)) for v in x.tolist()], dtype=torch.float64)
+        rtol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(y.double(), ref, rtol=rtol, atol=1e-15)
+        want = torch.tensor([-math.exp(v) / -math.expm1(v) for v in x.tolist()], dtype=torch.float64)
+        torch.testing.assert_close(g.double()[1:], want[1:], rtol=1e-4, atol=0)
+    lp = torch.full((2,), -1e-8, requires_grad=True)
+    loss, _ = preference_loss(
+        lp, torch.tensor([-2.0, -3.0]), None, None, "orpo", 0.1,
+        chosen_lengths=torch.tensor([3.0, 3.0]), rejected_lengths=torch.tensor([3.0, 3.0]),
+    )  # fmt: skip
+    (grad,) = torch.autograd.grad(loss, lp)
+    assert torch.all(torch.isfinite(grad)), grad

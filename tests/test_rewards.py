@@ -52,8 +52,9 @@ def test_calibration_by_hand():
     assert cal["count"][0] == 1 and cal["count"][9] == 2
 
 
-def test_reward_reads_last_real_token_with_either_padding(tiny_lm_dir):
-    rm = RewardModel.from_pretrained(tiny_lm_dir("llama"))
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])  # gpt2: absolute positions, wrong without position ids
+def test_reward_reads_last_real_token_with_either_padding(tiny_lm_dir, arch):
+    rm = RewardModel.from_pretrained(tiny_lm_dir(arch))
     torch.nn.init.normal_(rm.model.score.weight)  # a non-zero head, so rewards differ
     tok = rm.tokenizer
     texts = ["good film.", "a long and boring film!!"]
@@ -113,3 +114,25 @@ def test_ensemble_mean_std(tiny_lm_dir):
     torch.testing.assert_close(ens(prompts, responses), each.mean(0) - each.std(0))
     with pytest.raises(ValueError, match="at least 2"):
         RewardEnsemble(members[:1])
+
+
+def test_center_rewards_coefficient_is_trls_mean_of_squared_sums(tiny_lm_dir):
+    """The auxiliary term is c * mean((r_c + r_r)^2) (TRL's, after arXiv 2312.09244): it pins the sum of the
+    two rewards near 0 without shrinking their margin; brute force on the same batch."""
+    from rlsurvey.rewards.bradley_terry import _pair_loss
+
+    rm = RewardModel.from_pretrained(tiny_lm_dir("llama"))
+    torch.nn.init.normal_(rm.model.score.weight)
+    data = Dataset.from_dict({"prompt": ["a", "b", "c"], "chosen": [" good", " fine", " nice"],
+                              "rejected": [" bad", " awful", " poor"]})  # fmt: skip
+    losses = {}
+    cols = (list(data["prompt"]), list(data["chosen"]), list(data["rejected"]))
+    for coef in (0.0, 0.5):
+        cfg = RewardTrainingConfig(center_rewards_coefficient=coef, progress=False)
+        with torch.no_grad():
+            losses[coef] = _pair_loss(rm, cfg, [0, 1, 2], *cols, None)[0].item()
+    with torch.no_grad():
+        rc = rm.score(["a", "b", "c"], [" good", " fine", " nice"])
+        rr = rm.score(["a", "b", "c"], [" bad", " awful", " poor"])
+    want = 0.5 * sum((c + r) ** 2 for c, r in zip(rc.tolist(), rr.tolist())) / 3
+    assert losses[0.5] - losses[0.0] == pytest.approx(want, rel=1e-5)

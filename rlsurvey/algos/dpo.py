@@ -49,7 +49,12 @@ _NEEDS_LENGTHS = ("simpo", "orpo")  # losses defined on per-token mean log-proba
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(1 − exp(x)) for x ≤ 0, accurate near 0 and for very negative x (Mächler's two branches)."""
     x = x.clamp(max=-1e-12)
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    cut = -math.log(2.0)
+    # each branch sees only its own range: torch.where differentiates both, and the unused branch must stay
+    # finite (log1p(-exp(x)) at x = -1e-8 in float32 is log(0), whose infinite gradient times 0 is NaN)
+    near = torch.log(-torch.expm1(x.clamp(min=cut)))
+    far = torch.log1p(-torch.exp(x.clamp(max=cut)))
+    return torch.where(x > cut, near, far)
 
 
 def _check_logps(name: str, t, shape=None) -> torch.Tensor:

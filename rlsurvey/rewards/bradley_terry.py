@@ -106,7 +106,8 @@ class RewardTrainingConfig:
     epochs: int = 2  # passes over the pairs
     max_length: int | None = 128  # truncate prompt + response to this many tokens (None: no truncation)
     margin_column: str | None = None  # a dataset column holding a per-pair margin m, if any
-    center_rewards_coefficient: float = 0.0  # weight of mean(r)^2, pins the free constant near 0
+    center_rewards_coefficient: float = 0.0  # weight of mean((r_c + r_r)^2), as TRL: pins the free constant
+    # near 0 without shrinking the margin r_c - r_r (Eisenstein et al., arXiv 2312.09244)
     max_grad_norm: float = 1.0  # global gradient-norm clip
     seed: int = 0  # shuffling seed
     progress: bool = True  # show a progress bar
@@ -155,7 +156,7 @@ def _pair_loss(model, config, idx, prompts, chosen, rejected, margins):
     m = None if margins is None else margins[idx].to(rc.device)
     loss, metrics = bradley_terry_loss(rc, rr, m)
     if config.center_rewards_coefficient:
-        loss = loss + config.center_rewards_coefficient * torch.cat([rc, rr]).pow(2).mean()
+        loss = loss + config.center_rewards_coefficient * (rc + rr).pow(2).mean()
     return loss, metrics
 
 

@@ -116,7 +116,12 @@ class RewardModel(nn.Module):
         | attention_mask | [B, T] | 1 on real tokens |
         | returns | [B] | the score read at each row's last real token |
         """
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # position ids from the mask: with left padding, the first real token is position 0, as unpadded (an
+        # absolute-position model such as GPT-2 would otherwise read shifted positions)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         last = last_token_index(attention_mask)
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
         return _head(self.model)(pooled).squeeze(-1)
