@@ -67,7 +67,7 @@ def test_pairs_carry_the_exact_sampled_tokens():
     """EOS appears at the end of an answer only when the policy stopped by itself."""
     model, tok = tiny_causal_lm("llama", seed=1)
     gen = it.generate(model, tok, it.repeat_prompts(PROMPTS[:3], 2), 6, 1.0, seed=0)
-    pairs = it._with_token_ids(judge_pairs(gen.prompts[0::2], gen.texts, lambda p, a, b: [0.9] * 3), gen)
+    pairs = it.with_token_ids(judge_pairs(gen.prompts[0::2], gen.texts, lambda p, a, b: [0.9] * 3), gen)
     for row in pairs:
         j = row["index_chosen"]
         want = gen.response_ids[j][gen.response_mask[j].bool()].tolist()

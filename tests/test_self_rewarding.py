@@ -16,7 +16,8 @@ def test_best_worst_pairs_by_hand():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.3, 0.3, 1.0, 0.0, 0.5])
     rows = best_worst_pairs(prompts, comps, scores, 3)
     # group q is a tie, group r's best and worst are the same text: only p gives a pair
-    assert rows == [{"prompt": "p", "chosen": "b", "rejected": "a", "score_gap": pytest.approx(0.8)}]
+    assert rows == [{"prompt": "p", "chosen": "b", "rejected": "a", "score_gap": pytest.approx(0.8),
+                     "index_chosen": 1, "index_rejected": 0}]  # fmt: skip
     assert best_worst_pairs(prompts, comps, scores, 3, min_gap=0.9) == []
     with pytest.raises(ValueError, match="multiple"):
         best_worst_pairs(prompts[:4], comps[:4], scores[:4], 3)
@@ -41,3 +42,37 @@ def test_loop_trains_on_its_own_judgement():
     assert [h["round"] for h in hist] == [0, 1, 2] and hist[0]["pairs"] > 0
     assert "judge_gold_agreement" in hist[0] and "dpo_loss" in hist[0]
     assert any(not torch.equal(v, before[k]) for k, v in policy.state_dict().items())
+
+
+def test_dpo_trains_on_the_sampled_tokens_not_re_tokenized_text(monkeypatch):
+    """A response cut at the token budget has no EOS, and DPO must score it without one: the pairs handed
+    to the DPO trainer carry the sampled token ids (as iterative DPO's do)."""
+    import rlsurvey.algos.self_rewarding as sr
+
+    policy, tok = tiny_causal_lm("llama", seed=1)
+    seen = []
+    real = sr.DPOTrainer
+
+    def spy(model, tokenizer, data, config, **kw):
+        seen.append(data)
+        return real(model, tokenizer, data, config, **kw)
+
+    monkeypatch.setattr(sr, "DPOTrainer", spy)
+    cfg = SelfRewardingConfig(
+        rounds=1, prompts_per_round=4, samples_per_prompt=3, max_new_tokens=3, progress=False,
+        dpo=DPOConfig(max_steps=1, batch_size=2, progress=False),
+    )  # fmt: skip
+    self_rewarding(
+        policy, tok, ["a ", "b ", "c ", "d "], lambda m: lambda p, c: [float(len(x)) for x in c], cfg
+    )
+    (data,) = seen
+    assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(data.column_names)
+    eos = tok.eos_token_id
+    for row in data:
+        for col in ("chosen_ids", "rejected_ids"):
+            ids = row[col]
+            assert len(ids) <= 3 and eos not in ids[:-1]
+            text = tok.decode(ids, skip_special_tokens=True)
+            assert text == row[col.removesuffix("_ids")], (ids, text)
+    cut = [ids for row in data for ids in (row["chosen_ids"], row["rejected_ids"]) if ids[-1] != eos]
+    assert cut, "some response hit the 3-token budget; those must stay without EOS"

@@ -31,7 +31,7 @@ from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
 
-__all__ = ["IterativeDPOConfig", "best_worst_pairs", "judge_pairs", "iterative_dpo"]
+__all__ = ["IterativeDPOConfig", "best_worst_pairs", "iterative_dpo", "judge_pairs", "with_token_ids"]
 
 JudgeFn = Callable[[Sequence[str], Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -129,7 +129,7 @@ def judge_pairs(prompts: Sequence[str], completions: Sequence[str], judge: Judge
     return _pairs(prompts, completions, picks)
 
 
-def _with_token_ids(pairs: datasets.Dataset, gen) -> datasets.Dataset:
+def with_token_ids(pairs: datasets.Dataset, gen) -> datasets.Dataset:
     """Add the exact sampled tokens (prompt_ids, chosen_ids, rejected_ids), so DPO scores what the policy
     wrote, EOS only where it stopped by itself, instead of re-tokenized text."""
 
@@ -188,7 +188,7 @@ def iterative_dpo(model, tokenizer, prompts: Sequence[str], config: IterativeDPO
             sample_reward = float(scores.mean())
         else:
             pairs, sample_reward = judge_pairs(gen.prompts[0::2], gen.texts, judge), float("nan")
-        pairs = _with_token_ids(pairs, gen)
+        pairs = with_token_ids(pairs, gen)
         entry = {"round": rnd, "sample_reward": sample_reward, "pairs": len(pairs),
                  "length": float(gen.response_mask.sum(-1).float().mean())}  # fmt: skip
         if len(pairs):

@@ -25,6 +25,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
+from rlsurvey.algos.iterative_dpo import with_token_ids
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
 
@@ -49,7 +50,8 @@ def best_worst_pairs(prompts: Sequence[str], completions: Sequence[str], scores:
     """For each group of `group` consecutive completions of one prompt, the (best, worst) pair by `scores`.
 
     Groups whose best and worst are the same text, or whose scores differ by at most `min_gap`, give no pair.
-    Returns rows {"prompt", "chosen", "rejected", "score_gap"}.
+    Returns rows {"prompt", "chosen", "rejected", "score_gap", "index_chosen", "index_rejected"} (the
+    indices of the two completions, to find their sampled token ids).
     """
     if len(prompts) != len(completions) or len(completions) != len(scores) or len(scores) % group:
         raise ValueError(
@@ -63,9 +65,8 @@ def best_worst_pairs(prompts: Sequence[str], completions: Sequence[str], scores:
         gap = float(scores[hi] - scores[lo])
         if gap <= min_gap or completions[hi] == completions[lo] or not completions[hi] or not completions[lo]:
             continue
-        rows.append(
-            {"prompt": prompts[hi], "chosen": completions[hi], "rejected": completions[lo], "score_gap": gap}
-        )
+        rows.append({"prompt": prompts[hi], "chosen": completions[hi], "rejected": completions[lo],
+                     "score_gap": gap, "index_chosen": hi, "index_rejected": lo})  # fmt: skip
     return rows
 
 
@@ -117,7 +118,10 @@ def self_rewarding(
                 decided = g_ch != g_rj
                 entry["judge_gold_agreement"] = (g_ch > g_rj)[decided].float().mean().item()
         if rows:
-            trainer = DPOTrainer(policy, tokenizer, Dataset.from_list(rows), c.dpo)  # reference: M_t itself
+            # the sampled token ids, as iterative DPO does: DPO scores exactly what the policy wrote, with EOS
+            # only where it stopped by itself (re-tokenized text with add_eos would end every response)
+            pairs = with_token_ids(Dataset.from_list(rows), gen)
+            trainer = DPOTrainer(policy, tokenizer, pairs, c.dpo)  # reference: M_t itself
             trainer.train()
             entry["dpo_loss"] = trainer.history[-1]["loss"]
             entry["dpo_accuracy"] = trainer.history[-1].get("rewards/accuracies", float("nan"))

@@ -161,7 +161,7 @@ def _generate_batch(
             if filtering:
                 scores = filter_logits(scores, top_k, top_p)
             probs = torch.softmax(scores, dim=-1)
-            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         alive.append(~finished)
         nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
         tokens.append(nxt)
@@ -225,8 +225,8 @@ def generate(
     | response_ids  | [B, R] | sampled tokens y_t ~ softmax(filter(logits_t) / T), R <= max_new_tokens |
     | response_mask | [B, R] | 1 up to and including the first EOS, 0 after                |
 
-    seed: seeds a private generator for the sampling (the global RNG is untouched); None draws one from the
-    global RNG, so `rlsurvey.setup(seed)` still makes a notebook repeatable.
+    seed: seeds a private generator on the model's device for the sampling (the global RNG is untouched);
+    None draws one from the global RNG, so `rlsurvey.setup(seed)` still makes a notebook repeatable.
     share_prompts: a prompt that occurs several times in a chunk (a group of G samples) is run through the
     model once and its KV cache is copied to each of its rows; the rows are independent, so the sampled
     tokens are those of the plain pass (False), which the tests check.
@@ -239,8 +239,11 @@ def generate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     filter_logits(torch.zeros(1, 2), top_k, top_p)  # validates top_k and top_p before any work
     all_ids, all_mask = tokenize_prompts(tokenizer, prompts)  # validates every prompt before any work
-    gen = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()) if seed is None else seed)
     device = next(model.parameters()).device
+    # the generator lives where the logits are, so a token is drawn without copying [B, V] to the host; a
+    # seed gives the same tokens on every run of one device type (CPU and CUDA streams differ)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(torch.randint(2**62, ()).item()) if seed is None else seed)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
     model.eval()
