@@ -325,3 +325,51 @@ def test_token_id_columns_are_taken_exactly():
         torch.testing.assert_close(a.train_data.ref[col], b.train_data.ref[col])
     no_eos = DPOTrainer(model, tok, ids.map(lambda r: {"chosen_ids": r["chosen_ids"][:-1]}), cfg(max_steps=1))
     assert no_eos.train_data.responses["chosen"][0][-1].item() != tok.eos_token_id
+
+
+def _gemma2_with_softcap(cap: float = 1.0):
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from tests.conftest import char_tokenizer
+
+    tok = char_tokenizer()
+    torch.manual_seed(0)
+    cfg = Gemma2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=128, pad_token_id=0, eos_token_id=1,
+        bos_token_id=1, final_logit_softcapping=cap, attn_implementation="eager",
+    )  # fmt: skip
+    model = Gemma2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)  # large logits, so that the cap matters
+    return model, tok
+
+
+def test_packed_log_probs_apply_the_models_own_logit_transform():
+    """Gemma 2 caps its logits after the output layer; the packed path calls the layer itself and must cap
+    too (before the fix it gave -23.10 where the model gives -22.87), and the fused path, which never builds
+    logits, refuses such a model by name."""
+    model, tok = _gemma2_with_softcap()
+    prompts, responses = PAIRS["prompt"][:3], PAIRS["chosen"][:3]
+    want = score_responses(model, tok, prompts, responses).seq_logps
+    p, r = _ids(tok, prompts, False), _ids(tok, responses, True)
+    with torch.no_grad():
+        torch.testing.assert_close(packed_logps(model, p, r, tok.pad_token_id), want, atol=1e-4, rtol=1e-5)
+        with pytest.raises(ValueError, match="final_logit_softcapping"):
+            padded_logps(model, p, r, tok.pad_token_id, fused_lm_head=True)
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "expected"),
+    [("final_logit_softcapping", 2.0, lambda z: 2.0 * torch.tanh(z / 2.0)),
+     ("logit_scale", 0.0625, lambda z: z * 0.0625), ("logits_scaling", 8.0, lambda z: z / 8.0)],
+)  # fmt: skip
+def test_logit_transforms_of_gemma_cohere_and_granite(attr, value, expected):
+    from types import SimpleNamespace
+
+    z = torch.linspace(-20, 20, 11)
+    name, fn = dt.logit_transform(SimpleNamespace(config=SimpleNamespace(**{attr: value})))
+    assert name == attr
+    torch.testing.assert_close(fn(z), expected(z))
+    assert dt.logit_transform(SimpleNamespace(config=SimpleNamespace(**{attr: None}))) is None

@@ -31,6 +31,7 @@ responses (the forget set).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -151,14 +152,46 @@ def _check_int(name: str, value, none_ok: bool) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 
+# What some architectures do to the logits after the output layer, in their own forward: Gemma 2 and 3 cap
+# them (cap * tanh(z / cap)), Cohere scales them, Granite divides them. A path that calls the output layer
+# itself must do the same, or its log-probs are not the model's.
+LOGIT_TRANSFORMS = {
+    "final_logit_softcapping": lambda z, c: c * torch.tanh(z / c),
+    "logit_scale": lambda z, c: z * c,
+    "logits_scaling": lambda z, c: z / c,
+}
+
+
+def logit_transform(model):
+    """(config attribute, function logits -> logits) of the transform `model` applies after its output
+    layer, or None when it applies none."""
+    config = getattr(model, "config", None)
+    for name, fn in LOGIT_TRANSFORMS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+            continue  # absent, or None / 0: the transform is off
+        if name != "final_logit_softcapping" and value == 1:
+            continue  # scaling by 1 changes nothing
+        return name, functools.partial(fn, c=value)
+    return None
+
+
 def _lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, fused: bool) -> torch.Tensor:
-    """log π(target) from hidden states [N, H] through the model's output layer, [N] float32."""
+    """log π(target) from hidden states [N, H] through the model's output layer (and the logit transform
+    its forward applies, `logit_transform`), [N] float32."""
     head = model.get_output_embeddings()
+    transform = logit_transform(model)
     if fused:
         if getattr(head, "bias", None) is not None:
             raise ValueError("fused_lm_head=True needs an LM head without bias; use fused_lm_head=False")
+        if transform is not None:
+            raise ValueError(
+                f"fused_lm_head=True never builds the logits, so it cannot apply this model's "
+                f"{transform[0]} ({type(model).__name__}); use fused_lm_head=False"
+            )
         return fused_linear_token_logprobs(hidden, head.weight, targets)
-    return token_logprobs(head(hidden), targets)
+    logits = head(hidden)
+    return token_logprobs(logits if transform is None else transform[1](logits), targets)
 
 
 class SequenceBatch:
