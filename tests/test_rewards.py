@@ -136,3 +136,28 @@ def test_center_rewards_coefficient_is_trls_mean_of_squared_sums(tiny_lm_dir):
         rr = rm.score(["a", "b", "c"], [" bad", " awful", " poor"])
     want = 0.5 * sum((c + r) ** 2 for c, r in zip(rc.tolist(), rr.tolist())) / 3
     assert losses[0.5] - losses[0.0] == pytest.approx(want, rel=1e-5)
+
+
+def test_scoring_cuts_pairs_as_training_did_and_truncation_is_counted(tiny_lm_dir, tmp_path):
+    """A reward model trained at max_length 16 scores a long pair at 16 tokens too, also after saving and
+    loading (before, scoring used the whole context and read a different sequence); the share of cut
+    sequences is logged."""
+    rm = RewardModel.from_pretrained(tiny_lm_dir("llama"))
+    long_prompt = "a rather long opening that will not fit "
+    data = Dataset.from_dict({"prompt": [long_prompt, "b", "c"], "chosen": [" good", " fine", " nice"],
+                              "rejected": [" bad", " awful", " poor"]})  # fmt: skip
+    cfg = RewardTrainingConfig(max_length=16, batch_size=3, epochs=1, progress=False)
+    hist = train_reward_model(rm, data, cfg)
+    assert hist[0]["truncated_frac"] == pytest.approx(2 / 6)  # the long pair's chosen and rejected
+    assert rm.max_length == 16
+    for model in (rm, RewardModel.from_pretrained(_saved(rm, tmp_path))):
+        with torch.no_grad():
+            enc = model.tokenize([long_prompt], [" good"], max_length=16)
+            assert enc["input_ids"].shape[1] == 16
+            want = model(**enc)
+        assert model.score([long_prompt], [" good"]).item() == pytest.approx(want.item(), abs=1e-6)
+
+
+def _saved(rm, tmp_path):
+    rm.save_pretrained(tmp_path / "rm")
+    return tmp_path / "rm"

@@ -155,6 +155,8 @@ def _pair_loss(model, config, idx, prompts, chosen, rejected, margins):
     )
     m = None if margins is None else margins[idx].to(rc.device)
     loss, metrics = bradley_terry_loss(rc, rr, m)
+    # the share of this batch's sequences cut to max_length (from the left of the prompt; EOS kept)
+    metrics["truncated_frac"] = torch.tensor(model.last_truncated / (2 * len(idx)))
     if config.center_rewards_coefficient:
         loss = loss + config.center_rewards_coefficient * (rc + rr).pow(2).mean()
     return loss, metrics
@@ -165,7 +167,8 @@ def train_reward_model(
 ) -> list[dict]:
     """Fit `model` to the pairs of `dataset` (columns prompt, chosen, rejected) by the Bradley-Terry loss.
 
-    Returns the history: one dict of metrics per optimizer step (loss, accuracy, margin, grad_norm).
+    Returns the history: one dict of metrics per optimizer step (loss, accuracy, margin, truncated_frac: the
+    share of sequences cut to max_length, grad_norm). The model keeps max_length for scoring.
     callback(row) gets each row as soon as it exists (the CLI appends it to metrics.jsonl).
 
     Checkpoints: with `output_dir` and `save_steps`, checkpoint-<step> directories are written atomically
@@ -183,6 +186,7 @@ def train_reward_model(
     margins = None if config.margin_column is None else torch.tensor(dataset[config.margin_column]).float()
     dist = get_distributed(config.distributed)
     dist.place(model)
+    model.max_length = config.max_length  # saved with the model: scoring cuts pairs as training does
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     opt = dist.prepare(opt, model=model)
     g = torch.Generator().manual_seed(config.seed)

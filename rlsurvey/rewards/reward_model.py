@@ -107,6 +107,17 @@ class RewardModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def max_length(self) -> int | None:
+        """The longest prompt + response the model was trained on (None: its context). `train_reward_model`
+        sets it, it is saved in config.json (`reward_max_length`), and `score` cuts to it, so a pair is
+        scored exactly as it was seen in training."""
+        return getattr(self.model.config, "reward_max_length", None)
+
+    @max_length.setter
+    def max_length(self, value: int | None) -> None:
+        self.model.config.reward_max_length = value
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Rewards of tokenized sequences.
 
@@ -128,6 +139,7 @@ class RewardModel(nn.Module):
 
     def tokenize(self, prompts: Sequence[str], responses: Sequence[str], max_length: int | None = None):
         """Tokenize prompt + response (+ EOS if the tokenizer has one), right padded; a dict of tensors.
+        max_length: default `self.max_length`, the length the model was trained at.
 
         A sequence longer than `max_length`, or than the model's context (its position table), loses tokens
         from the start of its prompt: the response, which is what tells two responses to one prompt apart,
@@ -137,13 +149,16 @@ class RewardModel(nn.Module):
             raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; they must pair up")
         eos = self.tokenizer.eos_token or ""
         limit = context_length(self.model)
+        max_length = self.max_length if max_length is None else max_length
         if max_length is not None:
             limit = max_length if limit is None else min(limit, max_length)
         texts = [p + r + eos for p, r in zip(prompts, responses, strict=True)]
         rows = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        self.last_truncated = 0  # rows of the last call cut to fit (a training metric)
         for i, ids in enumerate(rows):
             if limit is not None and len(ids) > limit:
                 rows[i] = self._fit(prompts[i], responses[i] + eos, limit)
+                self.last_truncated += 1
         width = max((len(ids) for ids in rows), default=0)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows], dtype=torch.long)
