@@ -139,3 +139,54 @@ def test_chunked_paths_never_create_tokens_by_vocab_tensors():
 def test_interpreter_tests_in_subprocess(request):
     failures = interpreter_failures(__file__, request)
     assert not failures, "\n\n".join(failures)
+
+
+def _rel(a, b):
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+def _exact_grads(h0, w0, t, g):
+    h, w = h0.double().requires_grad_(), w0.double().requires_grad_()
+    (fused_linear_token_logprobs_naive(h, w, t) * g.double()).sum().backward()
+    return h.grad, w.grad
+
+
+def test_gradient_under_autocast_matches_its_forward():
+    """Under CPU autocast (bfloat16), the backward recomputes the logits under the same autocast as the
+    forward, so the gradient is as accurate as eager's (before: 0.024 relative error against eager's 0.011,
+    the backward's float32 logits disagreeing with the forward's bfloat16 log-sum-exp)."""
+    torch.manual_seed(0)
+    N, H, V = 256, 64, 1000
+    h0, w0 = torch.randn(N, H) * 2, torch.randn(V, H) * 0.5
+    t, g = torch.randint(0, V, (N,)), torch.randn(N)
+    ref_h, ref_w = _exact_grads(h0, w0, t, g)
+    errors = {}
+
+    def chunked(a, b, c):
+        return fused_linear_token_logprobs(a, b, c, chunk_bytes=64 * 1024)
+
+    for name, fn in (("eager", fused_linear_token_logprobs_naive), ("fused", chunked)):
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(h, w, t)
+        (out.float() * g).sum().backward()
+        errors[name] = (_rel(h.grad, ref_h), _rel(w.grad, ref_w))
+    for fused, eager in zip(errors["fused"], errors["eager"]):
+        assert fused < 1.3 * eager, errors
+
+
+def test_weight_gradient_error_does_not_grow_with_the_number_of_chunks():
+    """bfloat16 inputs: the weight's gradient is summed over chunks in float32, so 256 chunks are as exact
+    as one (before: 0.0041 relative error at 1 chunk, 0.0064 at 256)."""
+    torch.manual_seed(0)
+    N, H, V = 512, 64, 2000
+    h0, w0 = torch.randn(N, H), torch.randn(V, H) * 0.3
+    t, g = torch.randint(0, V, (N,)), torch.randn(N)
+    _, ref_w = _exact_grads(h0, w0, t, g)
+    errs = []
+    for chunk_bytes in (10**9, 2 * V * 6):  # one chunk; 256 chunks of 2 rows
+        h, w = h0.bfloat16().requires_grad_(), w0.bfloat16().requires_grad_()
+        (fused_linear_token_logprobs(h, w, t, chunk_bytes=chunk_bytes) * g).sum().backward()
+        assert w.grad.dtype == torch.bfloat16
+        errs.append(_rel(w.grad, ref_w))
+    assert errs[1] < 1.05 * errs[0], errs

@@ -80,6 +80,10 @@ class _FusedLinearLogprobs(torch.autograd.Function):
                 out[sl], lse[sl] = chunk_forward(logits, targets[sl], ignore_index, 1.0)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.ignore_index, ctx.chunk_rows, ctx.use_triton = ignore_index, chunk_rows, use_triton
+        # the autocast state of the forward: the backward recomputes the logits under the same one, so they
+        # are the logits the saved log-sum-exp came from (else bf16 forward, float32 backward: a mismatch)
+        device = hidden.device.type
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         return out
 
     @staticmethod
@@ -87,10 +91,16 @@ class _FusedLinearLogprobs(torch.autograd.Function):
         hidden, weight, targets, lse = ctx.saved_tensors
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight) if need_w else None
+        # the weight's gradient sums over every chunk: in float32, so low-precision rounding does not grow
+        # with the number of chunks
+        grad_w = torch.zeros_like(weight, dtype=compute_dtype(weight.dtype)) if need_w else None
+        device, enabled, dtype = ctx.autocast
         for s in range(0, hidden.shape[0], ctx.chunk_rows):
             sl = slice(s, s + ctx.chunk_rows)
-            logits = hidden[sl] @ weight.T  # recomputed: the price of not storing N x V
+            with torch.autocast(device, dtype=dtype, enabled=enabled):
+                logits = (
+                    hidden[sl] @ weight.T
+                )  # recomputed, as in the forward: the price of not storing N x V
             if ctx.use_triton:  # overwrite the logits with their gradient, in place
                 g_logits = logprobs_backward(
                     logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0, grad=logits
@@ -98,10 +108,10 @@ class _FusedLinearLogprobs(torch.autograd.Function):
             else:
                 g_logits = chunk_backward(logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0)
             if need_h:
-                torch.matmul(g_logits, weight, out=grad_h[sl])  # (C, V) @ (V, H)
+                grad_h[sl] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)  # (C, V) @ (V, H)
             if need_w:
-                grad_w.addmm_(g_logits.T, hidden[sl])  # (V, C) @ (C, H)
-        return grad_h, grad_w, None, None, None, None
+                grad_w.addmm_(g_logits.T.to(grad_w.dtype), hidden[sl].to(grad_w.dtype))  # (V, C) @ (C, H)
+        return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None, None, None, None
 
 
 def fused_linear_token_logprobs_reference(
