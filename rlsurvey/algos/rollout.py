@@ -10,13 +10,15 @@ completion: the gold reward of a synthetic world, a trained reward model, a veri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from rlsurvey.lm.generation import GenerationOutput, generate
 from rlsurvey.lm.logprobs import response_logprobs
+from rlsurvey.lm.models import context_length
+from rlsurvey.rewards.base import RewardError, RewardFn, compute_rewards, repeat_prompts
 
 __all__ = [
     "RewardError",
@@ -29,12 +31,6 @@ __all__ = [
     "overlong_penalty",
     "repeat_prompts",
 ]
-
-RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
-
-
-class RewardError(ValueError):
-    """The reward function returned something a trainer cannot use (wrong length, NaN, infinity)."""
 
 
 @dataclass
@@ -135,48 +131,6 @@ def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(getattr(model.config, name, None), float):
             setattr(model.config, name, 0.0)  # some attention implementations read the rate from the config
     return model
-
-
-def repeat_prompts(prompts: Sequence[str], group_size: int) -> list[str]:
-    """[p0, p1] -> [p0, p0, ..., p1, p1, ...]: G consecutive copies of each prompt, the layout of grouped
-    advantages (`rlsurvey.algos.advantages`)."""
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
-    return [p for p in prompts for _ in range(group_size)]
-
-
-def compute_rewards(reward_fn: RewardFn, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
-    """Call `reward_fn` and check what comes back: one finite number per completion, as a float32 tensor."""
-    raw = reward_fn(list(prompts), list(completions))
-    try:
-        scores = torch.as_tensor(raw if isinstance(raw, torch.Tensor) else list(raw), dtype=torch.float32)
-    except (TypeError, ValueError) as exc:
-        raise RewardError(
-            f"the reward function must return numbers, got {type(raw).__name__}: {exc}"
-        ) from exc
-    scores = scores.detach().flatten().cpu()
-    if scores.numel() != len(completions):
-        raise RewardError(
-            f"the reward function returned {scores.numel()} scores for {len(completions)} completions; "
-            "it must return exactly one per completion"
-        )
-    bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
-    if bad:
-        first = bad[0]
-        raise RewardError(
-            f"the reward function returned a non-finite score ({scores[first].item()}) for completion "
-            f"{first}: {completions[first]!r}; {len(bad)} of {len(completions)} scores are NaN or infinite"
-        )
-    return scores
-
-
-def context_length(model) -> int | None:
-    """The longest sequence `model` accepts (its position table), or None when it has no fixed limit."""
-    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(model.config, name, None)
-        if isinstance(value, int):
-            return value
-    return None
 
 
 def _check_context(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> None:

@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 __all__ = [
     "TinyLlamaConfig",
+    "context_length",
     "tiny_llama",
     "random_causal_lm",
     "prepare_tokenizer",
@@ -167,3 +168,12 @@ def load_model(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return model.to(default_device(str(device) if device is not None else None)).eval(), tok
+
+
+def context_length(model) -> int | None:
+    """The longest sequence `model` accepts (its position table), or None when it has no fixed limit."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int):
+            return value
+    return None

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlsurvey.lm.models import TinyLlamaConfig, tiny_llama
+from rlsurvey.lm.quality import encode_texts, heldout_nll, padded_batch
 from rlsurvey.lm.tokenizer import train_bpe_tokenizer, train_char_tokenizer
 from rlsurvey.runtime import seed_everything
 
@@ -116,39 +117,6 @@ def world_corpus(config: PretrainConfig) -> tuple[list[str], list[str]]:
     return make_corpus(config.n_train, config.seed, **kw), make_corpus(config.n_val, config.seed + 1000, **kw)
 
 
-def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
-def _batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, mask and labels (-100 on padding, so the loss ignores it)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask, ids.masked_fill(mask == 0, -100)
-
-
-@torch.no_grad()
-def heldout_nll(model, tokenizer, texts: list[str], batch_size: int = 256) -> float:
-    """Mean next-token negative log-likelihood (nats per token, EOS included) over `texts`."""
-    model.eval()
-    rows = _encode(tokenizer, texts)
-    total, count = 0.0, 0
-    for i in range(0, len(rows), batch_size):
-        ids, mask, labels = _batch(rows[i : i + batch_size], tokenizer.pad_token_id)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        tgt = labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), tgt, ignore_index=-100, reduction="sum"
-        )
-        total += nll.item()
-        count += int((tgt != -100).sum())
-    return total / count
-
-
 def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Train a tiny Llama on the config's world; save it to `out_dir` when given. Returns the history:
     {"step": [...], "train_loss": [...], "eval_step": [...], "val_loss": [...], "wall_s": float}."""
@@ -160,7 +128,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
     else:
         tokenizer = train_char_tokenizer(train_texts)
     model = tiny_llama(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, config.model)
-    rows = _encode(tokenizer, train_texts)
+    rows = encode_texts(tokenizer, train_texts)
     longest = max(len(r) for r in rows)
     if longest > config.model.max_position_embeddings:
         raise ValueError(
@@ -189,7 +157,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
     for step in bar:
         model.train()
         idx = torch.randint(len(rows), (config.batch_size,), generator=gen).tolist()
-        ids, mask, labels = _batch([rows[i] for i in idx], tokenizer.pad_token_id)
+        ids, mask, labels = padded_batch([rows[i] for i in idx], tokenizer.pad_token_id)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss

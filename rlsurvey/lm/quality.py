@@ -12,18 +12,51 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
-__all__ = ["N_SAMPLES", "EVAL_SEED", "measure_quality", "model_card"]
+__all__ = ["N_SAMPLES", "EVAL_SEED", "heldout_nll", "measure_quality", "model_card"]
 
 N_SAMPLES = 500  # sampled prompts per quality measurement
 EVAL_SEED = 1234  # seed of the evaluation prompts and of the sampling
+
+
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def padded_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, mask and labels (-100 on padding, so the loss ignores it)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask, ids.masked_fill(mask == 0, -100)
+
+
+@torch.no_grad()
+def heldout_nll(model, tokenizer, texts: list[str], batch_size: int = 256) -> float:
+    """Mean next-token negative log-likelihood (nats per token, EOS included) over `texts`."""
+    model.eval()
+    rows = encode_texts(tokenizer, texts)
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        ids, mask, labels = padded_batch(rows[i : i + batch_size], tokenizer.pad_token_id)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        tgt = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), tgt, ignore_index=-100, reduction="sum"
+        )
+        total += nll.item()
+        count += int((tgt != -100).sum())
+    return total / count
 
 
 def measure_quality(path: str | Path, config, val_texts: list[str], progress: bool = False) -> dict:
     """Held-out perplexity plus the world's sample quality for the model saved at `path`."""
     from rlsurvey.lm.generation import generate
     from rlsurvey.lm.models import load_model
-    from rlsurvey.lm.pretrain import heldout_nll
 
     model, tok = load_model(path, device="cpu")
     nll = heldout_nll(model, tok, val_texts)

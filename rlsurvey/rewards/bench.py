@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlsurvey.algos.rollout import RewardFn, compute_rewards
+from rlsurvey.rewards.base import RewardFn, compute_rewards
 from rlsurvey.tasks import reviews
 
 __all__ = ["CATEGORIES", "evaluate_on_bench", "make_reward_bench"]

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from rlsurvey.algos.rollout import context_length
+from rlsurvey.lm.models import context_length
 
 __all__ = ["RewardModel", "last_token_index"]
 
@@ -149,7 +149,8 @@ class RewardModel(nn.Module):
             raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; they must pair up")
         eos = self.tokenizer.eos_token or ""
         limit = context_length(self.model)
-        max_length = self.max_length if max_length is None else max_length
+        if max_length is None:  # the length trained at (read from the config, for classes that borrow this)
+            max_length = getattr(self.model.config, "reward_max_length", None)
         if max_length is not None:
             limit = max_length if limit is None else min(limit, max_length)
         texts = [p + r + eos for p, r in zip(prompts, responses, strict=True)]

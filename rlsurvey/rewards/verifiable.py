@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
+from rlsurvey.rewards.base import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.tasks.arithmetic import check_pairs
 
 __all__ = [
