@@ -191,3 +191,15 @@ def test_an_exact_sampler_changes_nothing_and_a_lossy_one_is_measured(reason_bas
         assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), model.parameters())), mode
         if mode is not None and mode.endswith("mask"):
             assert all(0 <= h["sampler/masked_frac"] <= 1 for h in hist)
+
+
+def test_dr_grpo_preset_sets_both_of_its_changes():
+    from rlsurvey.algos.grpo import DR_GRPO_DEFAULTS, dr_grpo_config
+
+    cfg = dr_grpo_config(steps=7)
+    assert (cfg.advantage, cfg.aggregation, cfg.kl_coef, cfg.steps) == ("dr_grpo", "constant", 0.0, 7)
+    assert {k: getattr(cfg, k) for k in DR_GRPO_DEFAULTS} == DR_GRPO_DEFAULTS
+    with pytest.raises(ValueError, match="Dr. GRPO fixes"):
+        dr_grpo_config(aggregation="sequence_mean")
+    with pytest.raises(ValueError, match="unknown GRPOConfig fields"):
+        dr_grpo_config(stepz=3)

@@ -65,7 +65,14 @@ from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
 from rlsurvey.lm.logprobs import response_logprobs
 
-__all__ = ["ADVANTAGES", "GRPOConfig", "group_step_advantages", "train_grpo"]
+__all__ = [
+    "ADVANTAGES",
+    "DR_GRPO_DEFAULTS",
+    "GRPOConfig",
+    "dr_grpo_config",
+    "group_step_advantages",
+    "train_grpo",
+]
 
 ADVANTAGES = ("grpo", "dr_grpo", "rloo")
 
@@ -170,6 +177,28 @@ class GRPOConfig:
             "sapo_temperature_pos": ">0", "sapo_temperature_neg": ">0", "max_sampling_rounds": "int>=1",
             "overlong_buffer": "int>=1", "overlong_penalty_factor": ">=0", "sampler_correction_cap": ">=1",
         })  # fmt: skip
+
+
+# Dr. GRPO (arXiv 2503.20783, section 3.2): both of its changes together, the advantage without the 1/std
+# (no difficulty bias) and the constant normalizer (no length bias), and no KL term.
+DR_GRPO_DEFAULTS = {"advantage": "dr_grpo", "aggregation": "constant", "kl_coef": 0.0}
+
+
+def dr_grpo_config(**overrides) -> GRPOConfig:
+    """A `GRPOConfig` with Dr. GRPO's choices (DR_GRPO_DEFAULTS), any other field overridden by keyword; e.g.
+    `dr_grpo_config(steps=30, learning_rate=3e-4)`. Setting one of Dr. GRPO's own fields differently is
+    refused: that is no longer Dr. GRPO."""
+    from dataclasses import replace
+
+    unknown = set(overrides) - set(GRPOConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown GRPOConfig fields {sorted(unknown)}; see rlsurvey.algos.grpo.GRPOConfig")
+    clash = {k: v for k, v in overrides.items() if k in DR_GRPO_DEFAULTS and v != DR_GRPO_DEFAULTS[k]}
+    if clash:
+        raise ValueError(f"Dr. GRPO fixes {DR_GRPO_DEFAULTS}; got {clash} (use GRPOConfig for other choices)")
+    cfg = replace(GRPOConfig(), **{**DR_GRPO_DEFAULTS, **overrides})
+    cfg.validate()
+    return cfg
 
 
 def group_step_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
