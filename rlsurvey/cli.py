@@ -492,6 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     expected>`, and exit status 1; `--debug` (or RLSURVEY_DEBUG=1) shows the traceback instead. SIGINT or
     SIGTERM during training saves a checkpoint and exits with status 130."""
     args = build_parser().parse_args(argv)
+    from rlsurvey.distributed import shutdown
+
+    try:
+        status = _main(args)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown(wait=status == 0)
+    return status
+
+
+def _main(args) -> int:
     try:
         if args.command == "data":
             check_data_args(args)

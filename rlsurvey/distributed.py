@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["Distributed", "get_distributed", "launched"]
+__all__ = ["Distributed", "get_distributed", "launched", "shutdown"]
 
 
 def launched() -> bool:
@@ -275,3 +275,15 @@ def get_distributed(enabled: bool | None = None) -> Distributed:
 
     # without a GPU, Accelerate only forms a multi-process (gloo) group when told to run on the CPU
     return Distributed(Accelerator(cpu=not torch.cuda.is_available()))
+
+
+def shutdown(wait: bool = True) -> None:
+    """End a multi-process run cleanly: wait for every process (unless `wait` is False, after an error, when
+    the others may never arrive), then destroy the process group (a no-op when none was formed). Without it the gloo group is torn down at interpreter exit, in no fixed order, and a
+    process can abort there ("terminate called without an active exception") after its work is done."""
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        if wait:
+            torch_dist.barrier()
+        torch_dist.destroy_process_group()

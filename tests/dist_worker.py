@@ -125,5 +125,8 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
+    from rlsurvey.distributed import shutdown
+
     torch.set_num_threads(1)
     main(sys.argv[1])
+    shutdown()

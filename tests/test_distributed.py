@@ -168,3 +168,14 @@ def test_bad_sizes_for_several_processes_are_named():
         with pytest.raises(ValueError, match="must split into 2 processes"):
             cfg = rlhf_ppo.RLHFPPOConfig(batch_size=4, num_mini_batches=4)
             rlhf_ppo.RLHFPPOTrainer(policy, tok, lambda p, c: [0.0] * len(c), cfg)
+
+
+def test_shutdown_without_a_process_group_is_a_no_op():
+    """`shutdown` (what the command line calls last) must be safe on one process, where no group exists."""
+    import torch.distributed as torch_dist
+
+    from rlsurvey.distributed import shutdown
+
+    assert not (torch_dist.is_available() and torch_dist.is_initialized())
+    shutdown()
+    shutdown(wait=False)
