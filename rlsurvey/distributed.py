@@ -279,8 +279,9 @@ def get_distributed(enabled: bool | None = None) -> Distributed:
 
 def shutdown(wait: bool = True) -> None:
     """End a multi-process run cleanly: wait for every process (unless `wait` is False, after an error, when
-    the others may never arrive), then destroy the process group (a no-op when none was formed). Without it the gloo group is torn down at interpreter exit, in no fixed order, and a
-    process can abort there ("terminate called without an active exception") after its work is done."""
+    the others may never arrive), then destroy the process group (a no-op when none was formed). Without it
+    the gloo group is torn down at interpreter exit, in no fixed order, and a process can abort there
+    ("terminate called without an active exception") after its work is done."""
     import torch.distributed as torch_dist
 
     if torch_dist.is_available() and torch_dist.is_initialized():

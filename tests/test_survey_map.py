@@ -48,8 +48,8 @@ def test_every_section_of_the_survey_is_on_the_map(survey):
 
 
 def test_every_chapter_teaches_part_of_the_map(survey):
-    assert [c.number for c in survey.chapters] == list(range(14))
-    for n in range(1, 14):
+    assert [c.number for c in survey.chapters] == list(range(15))
+    for n in range(1, 15):
         assert survey.sections_taught_by(n), f"chapter {n:02d} appears nowhere on the map"
     assert survey.sections_taught_by(0) == []
 
@@ -125,7 +125,7 @@ def test_draw_survey_map(survey):
     ax = fig.axes[0]
     n_rows = sum(len(s.parts) for s in survey.sections)
     assert len(ax.get_yticklabels()) == n_rows
-    assert [t.get_text()[:2] for t in ax.get_xticklabels()] == [f"{n:02d}" for n in range(1, 14)]
+    assert [t.get_text()[:2] for t in ax.get_xticklabels()] == [f"{n:02d}" for n in range(1, 15)]
     dots = sum(len(c.get_offsets()) for c in ax.collections)
     assert dots == sum(len(p.chapters) for s in survey.sections for p in s.parts)
     plt.close(fig)
@@ -140,7 +140,7 @@ def test_notebook_table_reads_runtimes_from_headers(tmp_path, survey):
     (tmp_path / "01_rl_basics.ipynb").write_text(json.dumps({"cells": [header]}))
     (tmp_path / "02_policy_gradients.ipynb").write_text(json.dumps({"cells": []}))
     rows = {r["number"]: r for r in S.notebook_table(tmp_path, survey)}
-    assert len(rows) == 14
+    assert len(rows) == 15
     assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "42 s"
     assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated"
     assert not rows[3]["exists"] and rows[3]["cpu_runtime"] == "not written yet"
