@@ -105,8 +105,34 @@ def test_reference_with_zero_kl_coef_is_measured_not_penalized():
     for p, q in zip(policy.parameters(), watched.parameters()):
         torch.testing.assert_close(p, q, atol=0, rtol=0)  # the same update: nothing is penalized
     assert all(math.isnan(h["kl"]) for h in plain) and "kl_loss" not in logged[-1]
+    assert all(math.isnan(h["kl/sequence_k1"]) for h in plain)
     assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # identical to the reference at the first step
-    assert abs(logged[-1]["kl"]) > 1e-4  # and measured as it drifts away (k1 may be negative)
+    assert logged[0]["kl/sequence_k1"] == pytest.approx(0.0, abs=1e-6)
+    assert logged[-1]["kl"] > 1e-4  # and measured as it drifts away (k3 is never negative)
+    assert abs(logged[-1]["kl/sequence_k1"]) > 1e-4  # k1 may be negative on a sample
+
+
+def test_kl_metrics_mean_what_trl_means():
+    """ "kl" is TRL GRPOTrainer's metric, the per-token k3 estimate averaged over every response token;
+    "kl/sequence_k1" is the k1 estimate summed per response, averaged over responses. Both by hand here."""
+    from rlsurvey.algos.grpo import kl_metrics
+
+    gen = torch.Generator().manual_seed(3)
+    logps = -torch.rand(4, 6, generator=gen, dtype=torch.float64) * 3
+    ref = logps + 0.5 * torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    lengths = [6, 1, 3, 4]
+    mask = torch.tensor([[t < n for t in range(6)] for n in lengths])
+    k3_terms, k1_sums = [], []
+    for i, n in enumerate(lengths):
+        s = 0.0
+        for t in range(n):
+            d = float(ref[i, t] - logps[i, t])
+            k3_terms.append(math.exp(d) - d - 1)
+            s += -d
+        k1_sums.append(s)
+    out = kl_metrics(logps, ref, mask)
+    assert out["kl"] == pytest.approx(sum(k3_terms) / len(k3_terms), rel=1e-12)
+    assert out["kl/sequence_k1"] == pytest.approx(sum(k1_sums) / len(k1_sums), rel=1e-12)
 
 
 def test_frozen_or_shared_policy_is_refused():

@@ -71,6 +71,7 @@ __all__ = [
     "GRPOConfig",
     "dr_grpo_config",
     "group_step_advantages",
+    "kl_metrics",
     "train_grpo",
 ]
 
@@ -219,6 +220,17 @@ def _average(cfg: GRPOConfig, per_token, mask, total_tokens):
     return aggregate_loss_type(per_token, mask, cfg.loss_type, cfg.max_new_tokens, total_tokens)
 
 
+def kl_metrics(logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """The KL of the policy to its reference as the trainer logs it, from the log-probs of the sampled tokens:
+    "kl", as TRL's GRPOTrainer defines it, the k3 estimator per token averaged over every response token of
+    the batch; "kl/sequence_k1", the k1 estimator summed over each response and averaged over responses
+    (nats per response, the scale of a KL in the reward). logps, ref_logps, mask: [B, T]."""
+    m = mask.to(logps.dtype)
+    k3 = kl_estimate(logps, ref_logps, m, "k3")
+    k1 = kl_estimate(logps, ref_logps, m, "k1", per_sequence=True)
+    return {"kl": (k3.sum() / m.sum().clamp(min=1)).item(), "kl/sequence_k1": k1.mean().item()}
+
+
 def _informative_rows(scores: torch.Tensor, group_size: int) -> list[int]:
     """The rows of the groups whose rewards are not all equal (dynamic sampling keeps only those)."""
     groups = scores.view(-1, group_size)
@@ -289,8 +301,8 @@ def train_grpo(
 
     prompts: a pool to cycle through in a shuffled order, or a function `n -> list of n prompts`.
     reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training. Given
-    with kl_coef = 0, the KL to it is measured and logged ("kl") but not penalized: a run without the KL term
-    can then be compared with one that has it.
+    with kl_coef = 0, the KL to it is measured and logged (`kl_metrics`: "kl" and "kl/sequence_k1") but not
+    penalized: a run without the KL term can then be compared with one that has it.
     eval_fn: called with the policy at step 0, every `eval_every` steps and at the end; its dict is logged
     under "eval/..." keys (held-out accuracy, say).
 
@@ -307,7 +319,8 @@ def train_grpo(
     by π_θ / π_sampler. Logged: sampler/logprob_gap, sampler/is_ratio_mean, sampler/masked_frac.
 
     Metric names follow TRL's GRPO trainer where one exists: reward, reward_std, frac_reward_zero_std,
-    completions/mean_length, kl, entropy, clip_ratio, loss.
+    completions/mean_length, kl (TRL's: per-token k3, averaged over tokens), entropy, clip_ratio, loss;
+    "kl/sequence_k1" is the per-response KL in nats.
 
     Several processes (`accelerate launch --num_processes N script.py`, see `rlsurvey.distributed`): each
     process samples the groups of its prompts_per_step / N prompts with its own seed, the gradients are
@@ -528,10 +541,13 @@ def train_grpo(
                 "completions/mean_length": lengths.mean().item(),
                 "completions/clipped_ratio": (~g.finished).float().mean().item(),
                 "entropy": (entropy.sum() / mask.sum().clamp(min=1)).item(),
-                "kl": math.nan if seq_kl is None else seq_kl.mean().item(),
                 "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
                 "loss": sum(stats["loss"]) / len(stats["loss"]),
             }
+            if roll.ref_logprobs is None:
+                row.update({"kl": math.nan, "kl/sequence_k1": math.nan})
+            else:
+                row.update(kl_metrics(old_logps, roll.ref_logprobs, mask))
             row.update({k: float(v) for k, v in sampler_stats.items()})
             if cfg.dynamic_sampling:  # the share of sampled groups dropped for carrying no signal
                 row["dynamic_sampling/frac_dropped"] = 1.0 - have / sampled_groups
