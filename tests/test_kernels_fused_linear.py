@@ -190,3 +190,50 @@ def test_weight_gradient_error_does_not_grow_with_the_number_of_chunks():
         assert w.grad.dtype == torch.bfloat16
         errs.append(_rel(w.grad, ref_w))
     assert errs[1] < 1.05 * errs[0], errs
+
+
+def _at_temperature(temperature, backend=None, rows=None):
+    def fn(hidden, weight, targets):
+        chunk = None if rows is None else rows * weight.shape[0] * 8
+        return fused_linear_token_logprobs(
+            hidden, weight, targets, temperature=temperature, backend=backend, chunk_bytes=chunk
+        )
+
+    return fn
+
+
+def _assert_matches_at(inputs, fn, temperature):
+    (out,), grads = outputs_and_grads(fn, inputs)
+    naive = lambda hidden, weight, targets: fused_linear_token_logprobs_naive(  # noqa: E731
+        hidden, weight, targets, temperature=temperature
+    )
+    (ref,), ref_grads = outputs_and_grads(naive, inputs)
+    torch.testing.assert_close(out, ref, **TOL)
+    for name in ("hidden", "weight"):
+        torch.testing.assert_close(grads[name], ref_grads[name], **TOL)
+    return out
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.7])
+@pytest.mark.parametrize("n,v,rows", [(1, 3, 1), (7, 1000, 2), (129, 5003, 16)])
+def test_temperature_divides_the_logits(n, v, rows, temperature):
+    """Outputs and both gradients equal log_softmax(h W^T / T) gathered, over odd shapes and ragged chunks;
+    and differ from T = 1 (so the temperature is not ignored)."""
+    inputs = _case(n, v, seed=11)
+    inputs["targets"][0] = v - 1  # the first row is never ignored, so every shape has a log-prob to compare
+    out = _assert_matches_at(inputs, _at_temperature(temperature, backend="torch", rows=rows), temperature)
+    plain = fused_linear_token_logprobs(**inputs, backend="torch")
+    assert not torch.allclose(out, plain)
+
+
+@interp
+@pytest.mark.parametrize("n,v,rows", [(7, 3, 2), (129, 1000, 50)])
+def test_triton_temperature_matches_reference(n, v, rows):
+    inputs = _case(n, v, seed=n + v)
+    _assert_matches_at(inputs, _at_temperature(0.7, backend="triton", rows=rows), 0.7)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), True, "1"])
+def test_bad_temperature_is_refused(bad):
+    with pytest.raises(ValueError, match="temperature"):
+        fused_linear_token_logprobs(**_case(3, 5, seed=0), temperature=bad)

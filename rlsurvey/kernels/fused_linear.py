@@ -17,7 +17,9 @@ chunk), forms G = g * (onehot - softmax), and accumulates dL/dh = G W and dL/dW 
 nothing but hidden, weight (already alive as parameters), the targets and one float per token (the
 log-sum-exp). Cost: four matmuls of N x H x V instead of eager's three (about 1.33x the matmul FLOPs);
 gain: the N x V logits, their float32 copy and the float32 log-softmax are never stored. The weight
-gradient is accumulated across chunks in the weight's dtype, as a plain linear layer's would be.
+gradient is accumulated across chunks in float32, so its rounding does not grow with the number of chunks.
+A sampling temperature T divides the logits inside the softmax (log softmax(h W^T / T)), as the log-probs of
+tokens sampled at temperature T need, without another [C, V] pass.
 
 On CUDA the softmax parts run through the Triton kernels of `logprobs.py`, which overwrite each chunk's
 logits with their gradient in place; the matmuls are cuBLAS's.
@@ -55,9 +57,9 @@ __all__ = [
 CUDA_CHUNK_BYTES = 512 * 2**20
 
 
-def fused_linear_token_logprobs_naive(hidden, weight, targets, ignore_index: int = -100):
-    """The full-logits version: hidden @ weight.T, then a float32 log-softmax and a gather."""
-    return token_logprobs_naive(hidden @ weight.T, targets, ignore_index)
+def fused_linear_token_logprobs_naive(hidden, weight, targets, ignore_index: int = -100, temperature=1.0):
+    """The full-logits version: hidden @ weight.T / temperature, then a float32 log-softmax and a gather."""
+    return token_logprobs_naive(hidden @ weight.T, targets, ignore_index, temperature)
 
 
 def _chunk_rows(n: int, vocab: int, elem_bytes: int, chunk_bytes: int) -> int:
@@ -67,7 +69,7 @@ def _chunk_rows(n: int, vocab: int, elem_bytes: int, chunk_bytes: int) -> int:
 
 class _FusedLinearLogprobs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, use_triton):
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_rows, use_triton, temperature=1.0):
         n, acc = hidden.shape[0], compute_dtype(hidden.dtype)
         out = torch.empty(n, dtype=acc, device=hidden.device)
         lse = torch.empty(n, dtype=acc, device=hidden.device)
@@ -75,11 +77,12 @@ class _FusedLinearLogprobs(torch.autograd.Function):
             sl = slice(s, s + chunk_rows)
             logits = hidden[sl] @ weight.T  # (C, V) in the input dtype; freed at the next step
             if use_triton:
-                out[sl], lse[sl] = logprobs_forward(logits, targets[sl], ignore_index, 1.0)
+                out[sl], lse[sl] = logprobs_forward(logits, targets[sl], ignore_index, temperature)
             else:
-                out[sl], lse[sl] = chunk_forward(logits, targets[sl], ignore_index, 1.0)
+                out[sl], lse[sl] = chunk_forward(logits, targets[sl], ignore_index, temperature)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.ignore_index, ctx.chunk_rows, ctx.use_triton = ignore_index, chunk_rows, use_triton
+        ctx.temperature = temperature
         # the autocast state of the forward: the backward recomputes the logits under the same one, so they
         # are the logits the saved log-sum-exp came from (else bf16 forward, float32 backward: a mismatch)
         device = hidden.device.type
@@ -103,30 +106,35 @@ class _FusedLinearLogprobs(torch.autograd.Function):
                 )  # recomputed, as in the forward: the price of not storing N x V
             if ctx.use_triton:  # overwrite the logits with their gradient, in place
                 g_logits = logprobs_backward(
-                    logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0, grad=logits
+                    logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, ctx.temperature, grad=logits
                 )
             else:
-                g_logits = chunk_backward(logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, 1.0)
+                g_logits = chunk_backward(
+                    logits, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, ctx.temperature
+                )
             if need_h:
                 grad_h[sl] = (g_logits.to(weight.dtype) @ weight).to(hidden.dtype)  # (C, V) @ (V, H)
             if need_w:
                 grad_w.addmm_(g_logits.T.to(grad_w.dtype), hidden[sl].to(grad_w.dtype))  # (V, C) @ (C, H)
-        return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None, None, None, None
+        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+        return grad_h, grad_w, None, None, None, None, None
 
 
 def fused_linear_token_logprobs_reference(
-    hidden, weight, targets, ignore_index: int = -100, chunk_bytes: int = REFERENCE_CHUNK_BYTES
-):
+    hidden, weight, targets, ignore_index: int = -100, chunk_bytes: int = REFERENCE_CHUNK_BYTES,
+    temperature: float = 1.0,
+):  # fmt: skip
     """The chunked PyTorch path (what the CPU runs); peak extra memory about `chunk_bytes`."""
     elem = 4 + hidden.element_size()  # the chunk's logits and their float32 working copy
     rows = _chunk_rows(hidden.shape[0], weight.shape[0], elem, chunk_bytes)
-    return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, False)
+    return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, False, temperature)
 
 
 def fused_linear_token_logprobs(
-    hidden, weight, targets, ignore_index: int = -100, *, backend=None, chunk_bytes: int | None = None
-):
-    """log softmax(hidden @ weight.T)[targets] per token, without materializing [N, V] logits.
+    hidden, weight, targets, ignore_index: int = -100, *, temperature: float = 1.0, backend=None,
+    chunk_bytes: int | None = None,
+):  # fmt: skip
+    """log softmax(hidden @ weight.T / temperature)[targets] per token, without materializing [N, V] logits.
 
     | argument | shape  | dtype                          | meaning                                        |
     |----------|--------|--------------------------------|------------------------------------------------|
@@ -135,7 +143,8 @@ def fused_linear_token_logprobs(
     | targets  | [N]    | int64 or int32                 | token ids in [0, V), or ignore_index           |
     | returns  | [N]    | float32 (float64 for float64)  | log-probabilities; 0 where ignored             |
 
-    Equation: log p_t = (h_t W^T)_{y_t} - log sum_v exp((h_t W^T)_v). Differentiable with respect to
+    Equation: log p_t = (h_t W^T)_{y_t} / T - log sum_v exp((h_t W^T)_v / T), T = `temperature` (the
+    temperature the tokens were sampled at; 1 by default). Differentiable with respect to
     `hidden` and `weight`. `chunk_bytes` bounds one chunk's logits (default: 16 MiB on the CPU path,
     512 MiB on the Triton path); `backend` overrides RLSURVEY_KERNELS for this call.
     """
@@ -158,12 +167,21 @@ def fused_linear_token_logprobs(
     check_targets("targets", targets, weight.shape[0], ignore_index)
     if chunk_bytes is not None:
         check_positive_int("chunk_bytes", chunk_bytes)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not (0 < temperature < float("inf"))
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     targets = targets.long()
     hidden = hidden if hidden.is_contiguous() else hidden.contiguous()
     if resolve_backend(backend, hidden, weight, targets) == "triton" and hidden.dtype != torch.float64:
         budget = CUDA_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         rows = _chunk_rows(hidden.shape[0], weight.shape[0], hidden.element_size(), budget)
-        return _FusedLinearLogprobs.apply(hidden, weight, targets, ignore_index, rows, True)
+        return _FusedLinearLogprobs.apply(
+            hidden, weight, targets, ignore_index, rows, True, float(temperature)
+        )
     return fused_linear_token_logprobs_reference(
-        hidden, weight, targets, ignore_index, REFERENCE_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    )
+        hidden, weight, targets, ignore_index, REFERENCE_CHUNK_BYTES if chunk_bytes is None else chunk_bytes,
+        float(temperature),
+    )  # fmt: skip
