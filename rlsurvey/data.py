@@ -9,7 +9,8 @@ either an explicit `prompt` conversation with one-message `chosen` / `rejected` 
 and two full conversations that share their first turns (the "implicit prompt"). `load_preferences` turns
 both into the standard format: with a tokenizer that has a chat template the prompt is rendered by
 `apply_chat_template(..., add_generation_prompt=True)`; otherwise as "role: content" lines ending in
-"assistant:", and each answer becomes " " + its content. Other columns are kept.
+"assistant:", and each answer becomes " " + its content (with a template: what the template adds after the
+prompt, end-of-turn token included, and no leading space). Other columns are kept.
 """
 
 from __future__ import annotations
@@ -190,8 +191,19 @@ def _render_prompt(messages: list[dict], tokenizer) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
 
-def _render_answer(messages: list[dict]) -> str:
-    return " " + "\n".join(str(m["content"]) for m in messages)
+def _render_answer(messages: list[dict], prompt_messages=None, prompt_text: str = "", tokenizer=None) -> str:
+    """An answer's text. With a chat template the answer is what the template adds after the prompt (its
+    end-of-turn token included, with no space of its own), as TRL renders conversational pairs; without
+    one, a space and the contents, after the plain "assistant:"."""
+    plain = "\n".join(str(m["content"]) for m in messages)
+    if (
+        isinstance(prompt_messages, list)
+        and tokenizer is not None
+        and getattr(tokenizer, "chat_template", None)
+    ):
+        whole = tokenizer.apply_chat_template(prompt_messages + list(messages), tokenize=False)
+        return whole[len(prompt_text) :] if whole.startswith(prompt_text) else plain
+    return " " + plain
 
 
 def _convert_row(row: dict, tokenizer) -> dict:
@@ -202,9 +214,14 @@ def _convert_row(row: dict, tokenizer) -> dict:
         while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
             k += 1
         prompt, chosen, rejected = chosen[:k], chosen[k:], rejected[k:]
-    if isinstance(prompt, list):
-        prompt = _render_prompt(prompt, tokenizer)
-    return {"prompt": prompt, "chosen": _render_answer(chosen), "rejected": _render_answer(rejected)}
+    turns = prompt if isinstance(prompt, list) else None
+    if turns is not None:
+        prompt = _render_prompt(turns, tokenizer)
+    return {
+        "prompt": prompt,
+        "chosen": _render_answer(chosen, turns, prompt, tokenizer),
+        "rejected": _render_answer(rejected, turns, prompt, tokenizer),
+    }
 
 
 def _check_preferences(ds: datasets.Dataset) -> bool:

@@ -77,15 +77,51 @@ def test_conversational_with_a_chat_template():
     class Templated:
         chat_template = "x"
 
-        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-            assert not tokenize and add_generation_prompt
-            return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt=False):
+            assert not tokenize
+            text = "".join(f"<{m['role']}>{m['content']}<end>" for m in messages)
+            return text + "<assistant>" if add_generation_prompt else text
 
     ds = datasets.Dataset.from_list(
         [{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
           "rejected": [{"role": "assistant", "content": "b"}]}]
     )  # fmt: skip
-    assert load_preferences(ds, tokenizer=Templated())[0]["prompt"] == "<user>hi<assistant>"
+    row = load_preferences(ds, tokenizer=Templated())[0]
+    assert row["prompt"] == "<user>hi<end><assistant>"
+    # the answer is what the template adds after the prompt: no leading space, the end-of-turn tag kept
+    assert (row["chosen"], row["rejected"]) == ("a<end>", "b<end>")
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _chatml_tokenizer():
+    from rlsurvey.lm import load_model
+
+    _, tok = load_model("reason-base")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML
+    return tok
+
+
+def test_a_real_chat_template_gives_answers_without_a_leading_space_and_with_the_end_of_turn():
+    """With a Jinja ChatML template the answer is what the template adds after the generation prompt: no
+    space before it (the prompt ends in a newline) and the end-of-turn token after it, as TRL renders."""
+    tok = _chatml_tokenizer()
+    user = {"role": "user", "content": "1+2="}
+    ds = datasets.Dataset.from_list(
+        [{"prompt": [user], "chosen": [{"role": "assistant", "content": "3"}],
+          "rejected": [{"role": "assistant", "content": "4"}]}]
+    )  # fmt: skip
+    row = load_preferences(ds, tokenizer=tok)[0]
+    assert row["prompt"] == "<|im_start|>user\n1+2=<|im_end|>\n<|im_start|>assistant\n"
+    assert row["chosen"] == "3<|im_end|>\n" and row["rejected"] == "4<|im_end|>\n"
+    assert row["prompt"] + row["chosen"] == tok.apply_chat_template(
+        [user, {"role": "assistant", "content": "3"}], tokenize=False
+    )
 
 
 def test_missing_column_lists_found_and_expected(tmp_path, prefs):

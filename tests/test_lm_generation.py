@@ -132,3 +132,34 @@ def test_tokenizer_without_pad(tok):
     nothing = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer)
     with pytest.raises(ValueError, match="neither a pad token nor an eos token"):
         prepare_tokenizer(nothing)
+
+
+def test_generation_stops_on_every_eos_id_of_the_generation_config():
+    """Chat models list their end-of-turn token in generation_config.eos_token_id beside the tokenizer's EOS;
+    a response ends at whichever comes first. Greedy decoding picks a token t0 first; once t0 is named an EOS
+    id, the response is that one token, finished."""
+    from rlsurvey.lm import load_model
+    from rlsurvey.lm.generation import stop_token_ids
+
+    model, tok = load_model("reason-base")
+    prompts = ["3+4-2=", "9-1+5="]
+    free = generate(model, tok, prompts, max_new_tokens=6, temperature=0.0)
+    first = free.response_ids[:, 0]
+    assert not bool(torch.isin(first, torch.tensor([tok.eos_token_id])).any())
+    model.generation_config.eos_token_id = [tok.eos_token_id, *first.tolist()]
+    assert stop_token_ids(model, tok) == sorted({tok.eos_token_id, *first.tolist()})
+    cut = generate(model, tok, prompts, max_new_tokens=6, temperature=0.0)
+    assert cut.finished.all() and cut.response_mask.sum(1).tolist() == [1, 1]
+    assert torch.equal(cut.response_ids[:, 0], first)
+
+
+def test_stop_ids_include_the_chat_templates_end_of_turn():
+    from rlsurvey.lm import load_model
+    from rlsurvey.lm.generation import stop_token_ids
+
+    model, tok = load_model("reason-base")
+    assert stop_token_ids(model, tok) == [tok.eos_token_id]
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    assert stop_token_ids(model, tok) == [tok.eos_token_id]  # no template: the token is not a turn's end
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    assert stop_token_ids(model, tok) == sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")})

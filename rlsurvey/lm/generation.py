@@ -48,6 +48,32 @@ class GenerationOutput:
         return torch.cat([self.prompt_mask, self.response_mask], dim=1)
 
 
+# end-of-turn tokens of common chat templates (ChatML, Llama 3, Gemma, Phi-3, Mistral's [/INST]-less ones)
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|eom_id|>", "<|endoftext|>")
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a response: the tokenizer's EOS, every id of the model's
+    `generation_config.eos_token_id` (an int or a list: chat models list their end-of-turn token there), and,
+    when the tokenizer has a chat template, the template's end-of-turn token if the vocabulary has one of
+    `END_OF_TURN_TOKENS` as a special token. Sorted, without repeats; empty if there is none."""
+    ids: set[int] = set()
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    if extra is not None:
+        ids.update(int(i) for i in ([extra] if isinstance(extra, int) else extra))
+    if getattr(tokenizer, "chat_template", None):
+        special = set(getattr(tokenizer, "all_special_tokens", ())) | set(
+            getattr(tokenizer, "added_tokens_encoder", {}) or {}
+        )
+        for token in END_OF_TURN_TOKENS:
+            if token in special:
+                ids.add(int(tokenizer.convert_tokens_to_ids(token)))
+    return sorted(ids)
+
+
 def _check_tokenizer(tokenizer) -> None:
     if getattr(tokenizer, "pad_token_id", None) is None:
         raise ValueError(
@@ -166,7 +192,7 @@ def _generate_batch(
         nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
         tokens.append(nxt)
         if eos is not None:
-            finished = finished | (nxt == eos)
+            finished = finished | torch.isin(nxt, eos)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         live = (~finished[rows]).nonzero().squeeze(1)  # positions in the current batch
@@ -244,7 +270,9 @@ def generate(
     # seed gives the same tokens on every run of one device type (CPU and CUDA streams differ)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(torch.randint(2**62, ()).item()) if seed is None else seed)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    stops = stop_token_ids(model, tokenizer)
+    eos = torch.tensor(stops, dtype=torch.long, device=device) if stops else None
+    pad = tokenizer.pad_token_id
     was_training = model.training
     model.eval()
     parts = []
