@@ -165,3 +165,32 @@ def test_reference_kl_of_a_model_with_itself_is_zero_and_positive_otherwise(tok)
     torch.testing.assert_close(diff["ref_logp"], b.token_logps)
     torch.testing.assert_close(diff["entropy"], a.entropy)
     torch.testing.assert_close(diff["k1"], (a.token_logps - b.token_logps) * a.mask)
+
+
+def test_logits_only_where_they_are_read():
+    """The response log-prob pass asks the model for the last R + 1 positions only (logits_to_keep), and
+    generation's prefill for the last one; the values equal slices of the full [B, P + R, V] logits."""
+    from rlsurvey.lm import generate, load_model
+    from rlsurvey.lm.logprobs import response_logits
+
+    model, tok = load_model("reason-base")
+    shapes = []
+    hook = model.register_forward_hook(lambda m, args, out: shapes.append(tuple(out.logits.shape)))
+    try:
+        gen = generate(
+            model, tok, ["3+4-2=", "9-1+5=", "1+1+1="], max_new_tokens=5, seed=0, share_prompts=False
+        )
+        prefill = shapes[0]
+        shapes.clear()
+        got = response_logits(model, gen.prompt_ids, gen.prompt_mask, gen.response_ids, gen.response_mask)
+        scored = shapes[0]
+    finally:
+        hook.remove()
+    r, p = gen.response_ids.shape[1], gen.prompt_ids.shape[1]
+    assert prefill[:2] == (3, 1) and scored[:2] == (3, r + 1)
+    ids = torch.cat([gen.prompt_ids, gen.response_ids], 1)
+    attn = torch.cat([gen.prompt_mask, gen.response_mask], 1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
+    torch.testing.assert_close(got.detach(), full[:, p - 1 : p + r - 1], rtol=1e-5, atol=1e-5)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlsurvey.lm.logprobs import _accepts
+
 __all__ = ["GenerationOutput", "tokenize_prompts", "filter_logits", "generate"]
 
 
@@ -152,11 +154,15 @@ def _prefill(model, ids, mask, pos, share_prompts: bool):
     """The prompt forward pass with its KV cache. With `share_prompts`, each distinct prompt is computed once
     and its cache copied to every row that repeats it (rows are independent, so the values are the same)."""
     shared = _distinct_rows(ids, mask) if share_prompts else None
+    # only the last position's logits are needed: [B, 1, V] instead of [B, P, V]
+    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     if shared is None:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
         return out.past_key_values, out.logits[:, -1, :]
     first, inverse = shared
-    out = model(input_ids=ids[first], attention_mask=mask[first], position_ids=pos[first], use_cache=True)
+    out = model(
+        input_ids=ids[first], attention_mask=mask[first], position_ids=pos[first], use_cache=True, **keep
+    )
     past = out.past_key_values
     if not hasattr(past, "reorder_cache"):  # not a transformers Cache: fall back to the plain pass
         return _prefill(model, ids, mask, pos, share_prompts=False)

@@ -159,9 +159,16 @@ def response_logits(
     ids = torch.cat([prompt_ids, response_ids], dim=1)
     attn = torch.cat([prompt_mask, response_mask], dim=1).long()
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    # use_cache=False: many configs default to True, which would build a KV cache nobody reads
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
     p, r = prompt_ids.shape[1], response_ids.shape[1]
+    # logits only where they are read: the last r + 1 positions (the last prompt token predicts response
+    # token 0), not [B, P + R, V]; use_cache=False: many configs default to True, which would build a KV
+    # cache nobody reads
+    if _accepts(model, "logits_to_keep"):
+        out = model(
+            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=r + 1
+        )
+        return out.logits[:, :r, :]
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
     return logits[:, p - 1 : p + r - 1, :]
 
 
