@@ -348,16 +348,32 @@ def _gemma2_with_softcap(cap: float = 1.0):
 
 def test_packed_log_probs_apply_the_models_own_logit_transform():
     """Gemma 2 caps its logits after the output layer; the packed path calls the layer itself and must cap
-    too (before the fix it gave -23.10 where the model gives -22.87), and the fused path, which never builds
-    logits, refuses such a model by name."""
+    too (before the fix it gave -23.10 where the model gives -22.87), and so must the fused path, which never
+    builds the logits (it passes the cap to the chunked kernel; before, it refused such a model). The
+    fused path's gradients match the model's own through the cap as well."""
     model, tok = _gemma2_with_softcap()
     prompts, responses = PAIRS["prompt"][:3], PAIRS["chosen"][:3]
     want = score_responses(model, tok, prompts, responses).seq_logps
     p, r = _ids(tok, prompts, False), _ids(tok, responses, True)
     with torch.no_grad():
         torch.testing.assert_close(packed_logps(model, p, r, tok.pad_token_id), want, atol=1e-4, rtol=1e-5)
-        with pytest.raises(ValueError, match="final_logit_softcapping"):
-            padded_logps(model, p, r, tok.pad_token_id, fused_lm_head=True)
+    assert dt.fused_logit_args(model) == {"softcap": 1.0}
+    fused = padded_logps(model, p, r, tok.pad_token_id, fused_lm_head=True)
+    torch.testing.assert_close(fused.detach(), want, atol=1e-4, rtol=1e-5)
+    head = model.get_output_embeddings().weight
+    (g_fused,) = torch.autograd.grad(fused.sum(), head)
+    (g_want,) = torch.autograd.grad(score_responses(model, tok, prompts, responses).seq_logps.sum(), head)
+    torch.testing.assert_close(g_fused, g_want, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_logit_args_combine_scale_and_cap():
+    from types import SimpleNamespace
+
+    args = dt.fused_logit_args(SimpleNamespace(config=SimpleNamespace(logit_scale=0.5, logits_scaling=4.0)))
+    assert args == {"logit_scale": 0.125}
+    assert dt.fused_logit_args(SimpleNamespace(config=SimpleNamespace(final_logit_softcapping=None))) == {}
+    cohere = dt.fused_logit_args(SimpleNamespace(config=SimpleNamespace(logit_scale=0.0625)))
+    assert cohere == {"logit_scale": 0.0625}
 
 
 @pytest.mark.parametrize(

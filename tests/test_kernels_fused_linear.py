@@ -237,3 +237,53 @@ def test_triton_temperature_matches_reference(n, v, rows):
 def test_bad_temperature_is_refused(bad):
     with pytest.raises(ValueError, match="temperature"):
         fused_linear_token_logprobs(**_case(3, 5, seed=0), temperature=bad)
+
+
+TRANSFORMS = [(1.0, None), (0.0625, None), (4.0, 2.0), (1.0, 30.0)]  # (logit_scale, softcap): none, Cohere, ...
+
+
+def _transformed(backend, scale, cap, temperature, chunk):
+    def ours(hidden, weight, targets):
+        return fused_linear_token_logprobs(
+            hidden, weight, targets, backend=backend, chunk_bytes=chunk, temperature=temperature,
+            logit_scale=scale, softcap=cap,
+        )  # fmt: skip
+
+    def naive(hidden, weight, targets):
+        return fused_linear_token_logprobs_naive(hidden, weight, targets, -100, temperature, scale, cap)
+
+    return ours, naive
+
+
+def _assert_transform_matches(backend, scale, cap, temperature):
+    inputs = _case(37, 501, seed=11)
+    inputs["hidden"] = inputs["hidden"] * 3  # logits of a few units: a cap of 2 bends them
+    ours, naive = _transformed(backend, scale, cap, temperature, chunk=5 * 501 * 8)
+    (out,), grads = outputs_and_grads(ours, inputs)
+    (ref,), ref_grads = outputs_and_grads(naive, inputs)
+    torch.testing.assert_close(out, ref, **TOL)
+    for name in ("hidden", "weight"):
+        torch.testing.assert_close(grads[name], ref_grads[name], **TOL)
+    return out
+
+
+@interp
+@pytest.mark.parametrize("scale,cap", TRANSFORMS)
+def test_triton_applies_the_models_logit_transform(scale, cap):
+    _assert_transform_matches("triton", scale, cap, temperature=0.8)
+
+
+@pytest.mark.parametrize("scale,cap", TRANSFORMS)
+def test_reference_applies_the_models_logit_transform(scale, cap):
+    out = _assert_transform_matches("torch", scale, cap, temperature=1.3)
+    if (scale, cap) != (1.0, None):  # the transform changes the answer: the test can tell them apart
+        inputs = _case(37, 501, seed=11)
+        inputs["hidden"] = inputs["hidden"] * 3
+        plain = fused_linear_token_logprobs_naive(**inputs, temperature=1.3)
+        assert (out - plain).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("name,value", [("logit_scale", 0.0), ("logit_scale", float("inf")), ("softcap", -1.0)])
+def test_bad_transform_arguments_are_named(name, value):
+    with pytest.raises(ValueError, match=name):
+        fused_linear_token_logprobs(**_case(3, 7, seed=0), **{name: value})

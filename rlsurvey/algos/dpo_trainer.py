@@ -176,20 +176,33 @@ def logit_transform(model):
     return None
 
 
+def fused_logit_args(model) -> dict:
+    """The keyword arguments of `fused_linear_token_logprobs` that reproduce the logit transforms of
+    `LOGIT_TRANSFORMS` that `model` applies: {"logit_scale": a, "softcap": c}, empty when it applies none."""
+    config = getattr(model, "config", None)
+
+    def value(name):
+        v = getattr(config, name, None)
+        return None if isinstance(v, bool) or not isinstance(v, (int, float)) or v == 0 else float(v)
+
+    args = {}
+    scale = (value("logit_scale") or 1.0) / (value("logits_scaling") or 1.0)
+    if scale != 1.0:
+        args["logit_scale"] = scale
+    if value("final_logit_softcapping") is not None:
+        args["softcap"] = value("final_logit_softcapping")
+    return args
+
+
 def _lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, fused: bool) -> torch.Tensor:
     """log π(target) from hidden states [N, H] through the model's output layer (and the logit transform
     its forward applies, `logit_transform`), [N] float32."""
     head = model.get_output_embeddings()
-    transform = logit_transform(model)
     if fused:
         if getattr(head, "bias", None) is not None:
             raise ValueError("fused_lm_head=True needs an LM head without bias; use fused_lm_head=False")
-        if transform is not None:
-            raise ValueError(
-                f"fused_lm_head=True never builds the logits, so it cannot apply this model's "
-                f"{transform[0]} ({type(model).__name__}); use fused_lm_head=False"
-            )
-        return fused_linear_token_logprobs(hidden, head.weight, targets)
+        return fused_linear_token_logprobs(hidden, head.weight, targets, **fused_logit_args(model))
+    transform = logit_transform(model)
     logits = head(hidden)
     return token_logprobs(logits if transform is None else transform[1](logits), targets)
 

@@ -7,6 +7,7 @@ logits into per-token log-probabilities, and PPO turns rewards and values into G
 |--------------------------------|-----------------|----------------------------------------------------|
 | `token_logprobs`               | logprobs.py     | log softmax(logits / T)[targets], fused            |
 | `token_entropy`                | entropy.py      | entropy of softmax(logits), fused                  |
+| `token_logprobs_and_entropy`   | logprobs_entropy.py | both in one pass over [B, R, V] strided logits |
 | `fused_linear_token_logprobs`  | fused_linear.py | log-probs from hidden states and the LM head,      |
 |                                |                 | chunked so [tokens, vocab] logits never exist      |
 | `gae`                          | gae.py          | GAE advantages and returns under a response mask   |
@@ -25,6 +26,11 @@ from rlsurvey.kernels.fused_linear import (
 )
 from rlsurvey.kernels.gae import gae, gae_reference
 from rlsurvey.kernels.logprobs import token_logprobs, token_logprobs_naive, token_logprobs_reference
+from rlsurvey.kernels.logprobs_entropy import (
+    token_logprobs_and_entropy,
+    token_logprobs_and_entropy_naive,
+    token_logprobs_and_entropy_reference,
+)
 
 __all__ = [
     "HAS_TRITON",
@@ -39,6 +45,9 @@ __all__ = [
     "token_entropy_naive",
     "token_entropy_reference",
     "token_logprobs",
+    "token_logprobs_and_entropy",
+    "token_logprobs_and_entropy_naive",
+    "token_logprobs_and_entropy_reference",
     "token_logprobs_naive",
     "token_logprobs_reference",
     "use_interpreter",

@@ -50,6 +50,32 @@ def check_targets(name: str, targets: torch.Tensor, vocab: int, ignore_index: in
         raise ValueError(f"{name} must lie in [0, {vocab}) or equal ignore_index={ignore_index}, got {value}")
 
 
+def sanitize_targets(name: str, targets: torch.Tensor, vocab: int, ignore_index: int):
+    """Targets made safe to index with, without a host synchronisation on a GPU.
+
+    On the CPU this is `check_targets` (an out-of-range id raises, naming the value) and returns
+    (targets, None). On any other device reading a value back would stall the stream on every call, so
+    nothing is read: ids outside [0, vocab) other than `ignore_index` become `ignore_index` (the kernels never
+    index with them) and the mask of those positions is returned, for the caller to set its outputs to NaN
+    there. A wrong id then shows up as a NaN loss rather than as memory read from the wrong row.
+    """
+    if targets.device.type == "cpu":
+        check_targets(name, targets, vocab, ignore_index)
+        return targets, None
+    if targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must be int64 or int32, got {str(targets.dtype).replace('torch.', '')}")
+    if not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    return mask_bad_targets(targets, vocab, ignore_index)
+
+
+def mask_bad_targets(targets: torch.Tensor, vocab: int, ignore_index: int):
+    """(targets with ids outside [0, vocab) set to ignore_index, the mask of those ids), by tensor
+    operations only: no value leaves the device."""
+    bad = ((targets < 0) | (targets >= vocab)) & (targets != ignore_index)
+    return targets.masked_fill(bad, ignore_index), bad
+
+
 def check_temperature(temperature) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a positive float, got {type(temperature).__name__}")

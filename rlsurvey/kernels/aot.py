@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 
-__all__ = ["ARCHS", "VOCABS", "CompiledKernel", "compile_kernels", "kernel_configs", "resource_usage"]
+__all__ = ["ARCHS", "VOCABS", "CompiledKernel", "as_rows", "compile_kernels", "kernel_configs", "resource_usage"]
 
 ARCHS = (80, 90)  # A100 (sm_80) and H100 / H200 (sm_90)
 VOCABS = (3, 151_936)  # the smallest vocabulary the tests use and Qwen's (the largest tile: BLOCK = 8192)
@@ -47,8 +47,9 @@ def kernel_configs() -> list[dict]:
     import importlib
 
     # by module path: the package itself exports functions named like some of its modules (gae)
-    entropy, gae, logprobs = (
-        importlib.import_module(f"rlsurvey.kernels.{m}") for m in ("entropy", "gae", "logprobs")
+    entropy, gae, logprobs, both = (
+        importlib.import_module(f"rlsurvey.kernels.{m}")
+        for m in ("entropy", "gae", "logprobs", "logprobs_entropy")
     )
 
     out = []
@@ -123,6 +124,48 @@ def kernel_configs() -> list[dict]:
                         "dx_ptr": ptr,
                         "dx_row_stride": "i64",
                         "n_cols": "i32",
+                        "BLOCK": "constexpr",
+                    },
+                }
+            )
+            strided = {"x_ptr": ptr, "x_batch_stride": "i64", "x_row_stride": "i64", "rows_per_batch": "i64"}
+            out.append(
+                {
+                    **common,
+                    "fn": both._logprobs_entropy_fwd_kernel,
+                    "signature": {
+                        **strided,
+                        "t_ptr": "*i64",
+                        "logp_ptr": "*fp32",
+                        "h_ptr": "*fp32",
+                        "lse_ptr": "*fp32",
+                        "m_ptr": "*fp32",
+                        "q_ptr": "*fp32",
+                        "n_cols": "i32",
+                        "ignore_index": "i32",
+                        "temperature": "fp32",
+                        "BLOCK": "constexpr",
+                    },
+                }
+            )
+            out.append(
+                {
+                    **common,
+                    "fn": both._logprobs_entropy_bwd_kernel,
+                    "signature": {
+                        **strided,
+                        "dx_ptr": ptr,
+                        "dx_batch_stride": "i64",
+                        "dx_row_stride": "i64",
+                        "t_ptr": "*i64",
+                        "lse_ptr": "*fp32",
+                        "m_ptr": "*fp32",
+                        "q_ptr": "*fp32",
+                        "glogp_ptr": "*fp32",
+                        "gh_ptr": "*fp32",
+                        "n_cols": "i32",
+                        "ignore_index": "i32",
+                        "temperature": "fp32",
                         "BLOCK": "constexpr",
                     },
                 }

@@ -19,10 +19,10 @@ from rlsurvey.kernels._dispatch import resolve_backend, triton_kernel
 from rlsurvey.kernels._validate import (
     FLOAT_DTYPES,
     check_same_device,
-    check_targets,
     check_temperature,
     check_tensor,
     compute_dtype,
+    sanitize_targets,
 )
 
 __all__ = ["token_logprobs", "token_logprobs_naive", "token_logprobs_reference"]
@@ -135,7 +135,6 @@ def _validate(logits, targets, ignore_index, temperature):
     check_same_device(logits=logits, targets=targets)
     if logits.shape[-1] == 0:
         raise ValueError("logits must have a non-empty last (vocabulary) dimension, got size 0")
-    check_targets("targets", targets, logits.shape[-1], ignore_index)
     return check_temperature(temperature)
 
 
@@ -150,19 +149,23 @@ def token_logprobs(logits, targets, ignore_index: int = -100, temperature: float
 
     Equation: log p_t = x_{t, y_t} / T - log sum_v exp(x_{t, v} / T), accumulated in float32 whatever the
     input dtype (float64 inputs run the reference in float64). Ignored positions give 0 and pass back a
-    zero gradient. Differentiable with respect to `logits`. `backend` ("triton" or "torch") overrides
-    RLSURVEY_KERNELS for this call.
+    zero gradient. A target outside [0, V) raises on the CPU and gives NaN on a GPU, where checking would
+    cost a host synchronisation (`_validate.sanitize_targets`). Differentiable with respect to `logits`.
+    `backend` ("triton" or "torch") overrides RLSURVEY_KERNELS for this call.
     """
     temperature = _validate(logits, targets, ignore_index, temperature)
     lead, vocab = targets.shape, logits.shape[-1]
     x = logits.reshape(-1, vocab)
     if x.stride(-1) != 1:
         x = x.contiguous()
-    t = targets.reshape(-1).long()
+    t, bad = sanitize_targets("targets", targets.reshape(-1), vocab, ignore_index)
+    t = t.long()
     if resolve_backend(backend, x, t) == "triton" and x.dtype != torch.float64:
         out = _TritonLogprobs.apply(x, t, ignore_index, temperature)
     else:
         out = token_logprobs_reference(x, t, ignore_index, temperature)
+    if bad is not None:
+        out = out.masked_fill(bad, float("nan"))
     return out.reshape(lead)
 
 

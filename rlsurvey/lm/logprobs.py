@@ -9,7 +9,7 @@ with m_t the response mask (1 up to and including EOS) and T the sampling temper
 sampled at temperature T is softmax(z / T); scoring it at T = 1 would be scoring a different policy). Every
 policy-gradient loss (PPO, arXiv 1707.06347; GRPO, arXiv 2402.03300) and every preference loss (DPO, arXiv
 2305.18290) starts from (1). The log-softmax-and-gather runs through `rlsurvey.kernels.token_logprobs` (fused
-on a GPU) and entropies through `rlsurvey.kernels.token_entropy`.
+on a GPU), and log-probs with entropies through `rlsurvey.kernels.token_logprobs_and_entropy` (one pass).
 
 Alignment: the logits at position P - 1 + t (the last prompt token, then each response token) predict
 response token t. Prompts are left-padded and responses right-padded, and positions are counted from each
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlsurvey.kernels import token_entropy, token_logprobs
+from rlsurvey.kernels import token_entropy, token_logprobs, token_logprobs_and_entropy
 
 __all__ = [
     "ResponseLogprobs",
@@ -197,9 +197,11 @@ def response_logprobs(
     logits = response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, share_prompts)
     mask = response_mask.to(logits.device)
     targets = response_ids.masked_fill(mask == 0, -100)
-    tok = token_logprobs(logits, targets, ignore_index=-100, temperature=temperature)
+    if with_entropy:  # one pass over the logits for both (rlsurvey.kernels.logprobs_entropy)
+        tok, ent = token_logprobs_and_entropy(logits, targets, ignore_index=-100, temperature=temperature)
+    else:
+        tok, ent = token_logprobs(logits, targets, ignore_index=-100, temperature=temperature), None
     maskf = mask.to(tok.dtype)
-    ent = masked_entropy(logits, maskf, temperature) if with_entropy else None
     return ResponseLogprobs(tok * maskf, sequence_logprobs(tok, maskf), maskf, ent)
 
 
