@@ -6,6 +6,7 @@ log-probabilities); kernels in rlsurvey/kernels. Run from the repository root:
     .venv/bin/python benchmarks/bench_kernels.py          # the GPU part on CUDA, else the CPU part
     .venv/bin/python benchmarks/bench_kernels.py --cpu    # the CPU part even where CUDA exists
     .venv/bin/python benchmarks/bench_kernels.py --quick  # the smallest GPU shapes only
+    bash benchmarks/gpu.sh                                # GPU tests, then this benchmark (at most 8 minutes)
 
 GPU part (bf16; tokens in {4096, 16384}, vocabulary in {32000, 128256, 151936}). Methods for log-probs:
 rlsurvey's Triton kernel, eager PyTorch (float32 log_softmax then gather), the same function under
@@ -13,7 +14,13 @@ torch.compile, a row loop over sequences of 512 tokens (how TRL's selective_log_
 bf16 logits), and Liger-Kernel's cross entropy with reduction="none" (its negative is the log-prob) when
 liger_kernel is installed. Fused linear (hidden 4096): rlsurvey's chunked fused_linear_token_logprobs against
 eager (matmul, then log-softmax and gather), torch.compile of eager, and Liger's fused linear cross entropy
-(sum loss; it cannot give per-token gradients) when installed. Time: triton.testing.do_bench, the median and
+(sum loss; it cannot give per-token gradients) when installed. Log-probs with entropy (tokens 8192,
+vocabularies 32000 and 151936), what a GRPO step computes: rlsurvey's one-pass kernel
+(token_logprobs_and_entropy), rlsurvey's two kernels one after the other, TRL's fused Triton kernel
+(trl.kernels.selective_log_softmax_and_entropy, TRL 1.16) when trl imports, eager PyTorch and torch.compile
+of it. The goals, computed in the output's "goals" entry: the one-pass kernel at 85% or more of the peak
+bandwidth forward, at least 1.0x TRL's kernel and at least 2x eager forward plus backward at tokens 8192
+and vocabulary 151936. Time: triton.testing.do_bench, the median and
 the 20th and 80th percentiles in milliseconds, forward alone and forward plus backward. Bandwidth: the
 floor on bytes moved (forward: read the bf16 logits once, 2 x tokens x vocab; forward plus backward: read
 them twice and write their gradient once, 6 x tokens x vocab) over the median time, as a fraction of the
@@ -49,7 +56,9 @@ from rlsurvey.kernels import (
     fused_linear_token_logprobs,
     fused_linear_token_logprobs_naive,
     fused_linear_token_logprobs_reference,
+    token_entropy,
     token_logprobs,
+    token_logprobs_and_entropy,
     token_logprobs_naive,
     token_logprobs_reference,
 )
@@ -95,6 +104,58 @@ def rowloop_logprobs(logits, targets, seq_len: int = 512):
 
 def eager_fused(hidden, weight, targets):
     return eager_logprobs(hidden @ weight.T, targets)
+
+
+def eager_logprobs_entropy(logits, targets):
+    """What a reader writes: one float32 log-softmax, a gather for the log-probs and -sum p log p."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, targets[:, None]).squeeze(-1), -(logp.exp() * logp).sum(-1)
+
+
+def entropy_methods() -> dict:
+    """Log-probs and entropy: each method returns their sum, so one backward reaches both gradients."""
+
+    def summed(fn):
+        return lambda x, t: sum(fn(x, t))
+
+    methods = {
+        "rlsurvey one pass (triton)": summed(lambda x, t: token_logprobs_and_entropy(x, t, backend="triton")),
+        "rlsurvey two kernels": summed(
+            lambda x, t: (token_logprobs(x, t, backend="triton"), token_entropy(x, backend="triton"))
+        ),
+        "eager": summed(eager_logprobs_entropy),
+        "torch.compile": summed(torch.compile(eager_logprobs_entropy, dynamic=False)),
+    }
+    try:
+        from trl.kernels import selective_log_softmax_and_entropy
+    except ImportError:
+        return methods
+    methods["TRL fused (selective_log_softmax_and_entropy)"] = summed(selective_log_softmax_and_entropy)
+    return methods
+
+
+def goals(rows: list[dict]) -> dict:
+    """The goals of the one-pass kernel at tokens 8192, vocabulary 151936, from the measured rows."""
+    at = {
+        (r["method"], r["mode"]): r
+        for r in rows
+        if r["op"] == "logprobs+entropy" and r["tokens"] == 8192 and r["vocab"] == 151936 and "ms_p50" in r
+    }
+    ours_f, ours_b = (
+        at.get(("rlsurvey one pass (triton)", "fwd")),
+        at.get(("rlsurvey one pass (triton)", "fwd+bwd")),
+    )
+    trl_b = at.get(("TRL fused (selective_log_softmax_and_entropy)", "fwd+bwd"))
+    eager_b = at.get(("eager", "fwd+bwd"))
+    out = {
+        "bandwidth_fraction_fwd": ours_f.get("bandwidth_fraction") if ours_f else None,
+        "speedup_vs_trl_fwd_bwd": trl_b["ms_p50"] / ours_b["ms_p50"] if trl_b and ours_b else None,
+        "speedup_vs_eager_fwd_bwd": eager_b["ms_p50"] / ours_b["ms_p50"] if eager_b and ours_b else None,
+    }
+    targets = {"bandwidth_fraction_fwd": 0.85, "speedup_vs_trl_fwd_bwd": 1.0, "speedup_vs_eager_fwd_bwd": 2.0}
+    out["met"] = {k: (None if out[k] is None else out[k] >= t) for k, t in targets.items()}
+    out["targets"] = targets
+    return out  # fmt: skip
 
 
 def liger_methods():
@@ -194,6 +255,20 @@ def gpu_part(quick: bool) -> dict:
         case = {"op": "token_logprobs", "mode": mode, "tokens": n, "vocab": v, "method": method}
         rows.append({**case, "floor_bytes": floor, **res})
         del logits, targets
+    both = entropy_methods()
+    both_shapes = [(8192, 151936)] if quick else [(8192, 32000), (8192, 151936)]
+    jobs = [(n, v, m, b) for n, v in both_shapes for m in both for b in (False, True)]
+    for n, v, method, backward in tqdm(jobs, desc="log-probs + entropy"):
+        logits = torch.randn(n, v, device="cuda", dtype=torch.bfloat16).requires_grad_(backward)
+        targets = torch.randint(0, v, (n,), device="cuda")
+        res = _run_gpu_case(both[method], (logits, targets), [logits], backward)
+        floor = (6 if backward else 2) * n * v
+        if "ms_p50" in res and peak_bw:
+            res["bandwidth_fraction"] = floor / (res["ms_p50"] * 1e-3) / peak_bw
+        mode = "fwd+bwd" if backward else "fwd"
+        case = {"op": "logprobs+entropy", "mode": mode, "tokens": n, "vocab": v, "method": method}
+        rows.append({**case, "floor_bytes": floor, **res})
+        del logits, targets
     hidden_size = 4096
     jobs = [(n, v, m) for n, v in shapes for m in fused_methods]
     for n, v, method in tqdm(jobs, desc="fused linear"):
@@ -211,6 +286,7 @@ def gpu_part(quick: bool) -> dict:
         "dtype": "bfloat16",
         "torch": torch.__version__,
         "memory_method": "torch.cuda.max_memory_allocated during one call minus memory allocated before it",
+        "goals": goals(rows),
         "rows": rows,
     }
 
@@ -365,6 +441,8 @@ def main() -> None:
     for r in result["rows"]:
         shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
         print(shown)
+    if "goals" in result:
+        print("goals:", json.dumps(result["goals"]))
     print(f"wrote {stem}.json and {stem}.png")
 
 

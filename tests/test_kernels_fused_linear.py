@@ -239,7 +239,12 @@ def test_bad_temperature_is_refused(bad):
         fused_linear_token_logprobs(**_case(3, 5, seed=0), temperature=bad)
 
 
-TRANSFORMS = [(1.0, None), (0.0625, None), (4.0, 2.0), (1.0, 30.0)]  # (logit_scale, softcap): none, Cohere, ...
+TRANSFORMS = [
+    (1.0, None),
+    (0.0625, None),
+    (4.0, 2.0),
+    (1.0, 30.0),
+]  # (logit_scale, softcap): none, Cohere, ...
 
 
 def _transformed(backend, scale, cap, temperature, chunk):
@@ -283,7 +288,9 @@ def test_reference_applies_the_models_logit_transform(scale, cap):
         assert (out - plain).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("name,value", [("logit_scale", 0.0), ("logit_scale", float("inf")), ("softcap", -1.0)])
+@pytest.mark.parametrize(
+    "name,value", [("logit_scale", 0.0), ("logit_scale", float("inf")), ("softcap", -1.0)]
+)
 def test_bad_transform_arguments_are_named(name, value):
     with pytest.raises(ValueError, match=name):
         fused_linear_token_logprobs(**_case(3, 7, seed=0), **{name: value})

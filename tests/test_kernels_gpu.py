@@ -15,6 +15,8 @@ from rlsurvey.kernels import (
     token_entropy,
     token_entropy_naive,
     token_logprobs,
+    token_logprobs_and_entropy,
+    token_logprobs_and_entropy_naive,
     token_logprobs_naive,
 )
 from rlsurvey.kernels._testing import outputs_and_grads
@@ -49,6 +51,45 @@ def test_logprobs_and_entropy_low_precision(dtype, n, v):
     (rh,), rg = outputs_and_grads(token_entropy_naive, {"logits": logits})
     torch.testing.assert_close(h, rh, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(g["logits"], rg["logits"], **_grad_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b,p,r,v", [(8, 33, 512, 151936), (3, 5, 1000, 32000)])
+def test_one_pass_logprobs_and_entropy_on_a_strided_slice(dtype, b, p, r, v):
+    """The response slice of a [B, P + R, V] output, read in place; both outputs and the gradient."""
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    full = (torch.randn(b, p + r, v, device="cuda", generator=gen) * 4).to(dtype)
+    targets = torch.randint(0, v, (b, r), device="cuda", generator=gen)
+    targets[:, -r // 4 :] = -100  # right padding
+    logits = full[:, p:, :]
+
+    def ours(logits):
+        return token_logprobs_and_entropy(logits, targets, temperature=0.9, backend="triton")
+
+    def ref(logits):
+        return token_logprobs_and_entropy_naive(logits, targets, temperature=0.9)
+
+    (lp, h), g = outputs_and_grads(ours, {"logits": logits})
+    (rlp, rh), rg = outputs_and_grads(ref, {"logits": logits})
+    torch.testing.assert_close(lp, rlp, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(h, rh, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(g["logits"], rg["logits"], **_grad_tol(dtype))
+
+
+def test_out_of_range_targets_give_nan_without_a_host_sync():
+    logits = torch.randn(4, 7, 50, device="cuda")
+    targets = torch.randint(0, 50, (4, 7), device="cuda")
+    targets[1, 2] = 50
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        lp, _ = token_logprobs_and_entropy(logits, targets, backend="triton")
+        single = token_logprobs(logits, targets, backend="triton")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    bad = torch.zeros(4, 7, dtype=torch.bool, device="cuda")
+    bad[1, 2] = True
+    assert torch.isnan(lp[bad]).all() and torch.isfinite(lp[~bad]).all()
+    assert torch.isnan(single[bad]).all() and torch.isfinite(single[~bad]).all()
 
 
 def test_int64_offsets_beyond_two_to_the_31_elements():

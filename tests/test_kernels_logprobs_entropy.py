@@ -51,7 +51,9 @@ def _assert_matches(logits, targets, temperature, backend):
 
 
 @interp
-@pytest.mark.parametrize("shape,v", [((1,), 5003), ((7,), 3), ((129,), 1000), ((3, 5), 1001), ((2, 65), 8193)])
+@pytest.mark.parametrize(
+    "shape,v", [((1,), 5003), ((7,), 3), ((129,), 1000), ((3, 5), 1001), ((2, 65), 8193)]
+)
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_triton_matches_naive(shape, v, temperature):
     logits, targets = _case(shape, v, seed=sum(shape) + v)
@@ -67,7 +69,9 @@ def test_triton_reads_a_3d_slice_through_its_strides_without_a_copy(monkeypatch)
     assert not logits.is_contiguous() and _as_3d(logits).data_ptr() == logits.data_ptr()
     copies = []
     real = torch.Tensor.contiguous
-    monkeypatch.setattr(torch.Tensor, "contiguous", lambda self, *a, **k: copies.append(self.shape) or real(self))
+    monkeypatch.setattr(
+        torch.Tensor, "contiguous", lambda self, *a, **k: copies.append(self.shape) or real(self)
+    )
     _assert_matches(logits, targets, 1.3, "triton")
     assert not any(len(s) == 3 and s[-1] == 37 for s in copies), copies
 

@@ -20,7 +20,15 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 
-__all__ = ["ARCHS", "VOCABS", "CompiledKernel", "as_rows", "compile_kernels", "kernel_configs", "resource_usage"]
+__all__ = [
+    "ARCHS",
+    "VOCABS",
+    "CompiledKernel",
+    "as_rows",
+    "compile_kernels",
+    "kernel_configs",
+    "resource_usage",
+]
 
 ARCHS = (80, 90)  # A100 (sm_80) and H100 / H200 (sm_90)
 VOCABS = (3, 151_936)  # the smallest vocabulary the tests use and Qwen's (the largest tile: BLOCK = 8192)

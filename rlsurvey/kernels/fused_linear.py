@@ -98,7 +98,16 @@ def _chunk_rows(n: int, vocab: int, elem_bytes: int, chunk_bytes: int) -> int:
 class _FusedLinearLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, hidden, weight, targets, ignore_index, chunk_rows, use_triton, temperature=1.0, scale=1.0, cap=None
+        ctx,
+        hidden,
+        weight,
+        targets,
+        ignore_index,
+        chunk_rows,
+        use_triton,
+        temperature=1.0,
+        scale=1.0,
+        cap=None,
     ):
         n, acc = hidden.shape[0], compute_dtype(hidden.dtype)
         out = torch.empty(n, dtype=acc, device=hidden.device)
@@ -143,7 +152,9 @@ class _FusedLinearLogprobs(torch.autograd.Function):
                     z, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, ctx.temperature, grad=logits
                 )
             else:
-                g_logits = chunk_backward(z, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, ctx.temperature)
+                g_logits = chunk_backward(
+                    z, targets[sl], lse[sl], grad_out[sl], ctx.ignore_index, ctx.temperature
+                )
             if transformed:  # through z = cap(scale * l): the chain rule, elementwise
                 g_logits = _transform_grad_(g_logits, z, ctx.scale, ctx.cap)
             if need_h:
@@ -184,8 +195,8 @@ def fused_linear_token_logprobs(
     head passes the transform: `logit_scale` a (Cohere's logit_scale, or 1 / Granite's logits_scaling) and
     `softcap` c (Gemma's final_logit_softcapping), giving (h_t W^T) -> c tanh(a h_t W^T / c) before the
     temperature; `rlsurvey.algos.dpo_trainer.fused_logit_args(model)` reads both from a model's config.
-    Differentiable with respect to `hidden` and `weight`. `chunk_bytes` bounds one chunk's logits (default: 16 MiB on the CPU path,
-    512 MiB on the Triton path); `backend` overrides RLSURVEY_KERNELS for this call.
+    Differentiable with respect to `hidden` and `weight`. `chunk_bytes` bounds one chunk's logits (default:
+    16 MiB on the CPU path, 512 MiB on the Triton path); `backend` overrides RLSURVEY_KERNELS for this call.
     """
     check_tensor("hidden", hidden, FLOAT_DTYPES, ndim=2)
     check_tensor("weight", weight, FLOAT_DTYPES, ndim=2)
@@ -228,8 +239,8 @@ def fused_linear_token_logprobs(
             hidden, weight, targets, ignore_index, rows, True, float(temperature), scale, cap
         )
     else:
+        budget = REFERENCE_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         out = fused_linear_token_logprobs_reference(
-            hidden, weight, targets, ignore_index, REFERENCE_CHUNK_BYTES if chunk_bytes is None else chunk_bytes,
-            float(temperature), scale, cap,
-        )  # fmt: skip
+            hidden, weight, targets, ignore_index, budget, float(temperature), scale, cap
+        )
     return out if bad is None else out.masked_fill(bad, float("nan"))

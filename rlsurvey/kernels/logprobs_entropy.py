@@ -111,7 +111,11 @@ class _ChunkedLogprobsEntropy(torch.autograd.Function):
 
 
 def token_logprobs_and_entropy_reference(
-    logits, targets, ignore_index: int = -100, temperature: float = 1.0, chunk_bytes: int = REFERENCE_CHUNK_BYTES
+    logits,
+    targets,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    chunk_bytes: int = REFERENCE_CHUNK_BYTES,
 ):
     """Chunked PyTorch path for 2-D logits [N, V] and targets [N]: one float32 chunk of at most
     `chunk_bytes` at a time, forward and backward. Returns (log-probs, entropies), float32 [N] each."""
@@ -284,7 +288,8 @@ def token_logprobs_and_entropy(
     check_tensor("targets", targets)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
-            f"targets must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, got {tuple(targets.shape)}"
+            f"targets must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, "
+            f"got {tuple(targets.shape)}"
         )
     check_same_device(logits=logits, targets=targets)
     if logits.shape[-1] == 0:
