@@ -147,7 +147,7 @@ def test_every_check_of_the_course_has_a_solution(number):
 def test_builder_on_small_notebooks(small_site):
     out = small_site.out
     names = sorted(p.name for p in small_site.pages)
-    assert names == ["10_dpo.html", "11_dpo_variants.html", "index.html", "teachers.html"]
+    assert names == ["10_dpo.html", "11_dpo_variants.html", "index.html", "notation.html", "teachers.html"]
     assert small_site.unexecuted == ["11_dpo_variants.ipynb"]
     done, todo = (out / "10_dpo.html").read_text(), (out / "11_dpo_variants.html").read_text()
     # the chapter card: objectives and timing on top, before the first cell
@@ -162,6 +162,10 @@ def test_builder_on_small_notebooks(small_site):
     # navigation: home, the sidebar of every chapter, next/previous
     assert 'href="index.html"' in done and 'href="11_dpo_variants.html"' in done
     assert 'href="10_dpo.html"' in todo
+    # the notation table of notebooks/README.md, linked from every page
+    symbols = (out / "notation.html").read_text()
+    assert "<h2>Notation</h2>" in symbols and r"$\rho_t$" in symbols and symbols.count("<tr>") > 30
+    assert all('href="notation.html"' in p.read_text() for p in small_site.pages)
     # the only scripts: the site's own MathJax and its settings
     assert small_site.math and (out / "mathjax" / "MathJax.js").is_file()
     assert not (out / "mathjax" / "jax" / "output" / "SVG").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlsurvey.site.chapters import ChapterInfo, read_chapter
-from rlsurvey.site.guide import chapter_card, landing, teachers
+from rlsurvey.site.guide import chapter_card, landing, notation, teachers
 from rlsurvey.site.render import MATHJAX_SKIP, mathjax_source, notebook_body, page
 from rlsurvey.survey import NOTEBOOK_DIR, SurveyMap, draw_survey_map, load_survey_map
 
@@ -82,7 +82,8 @@ def build_site(
 ) -> SiteReport:
     """Render every `NN_slug.ipynb` of `notebook_dir` (default: the checkout's notebooks/) into `out`.
 
-    Writes index.html (the survey map), teachers.html (the teacher's guide) and one page per chapter with
+    Writes index.html (the survey map), teachers.html (the teacher's guide), notation.html (the notation
+    table and the evidence standard of the chapters' README.md) and one page per chapter with
     navigation. Notebooks that have not been executed are built anyway and marked on their page and in the
     navigation. `map_figure=False` skips drawing the survey map figure. Returns a `SiteReport`.
     """
@@ -119,6 +120,21 @@ def build_site(
         encoding="utf-8",
     )
     report.pages.append(guide)
+    readme = folder / "README.md"
+    readme = readme if readme.is_file() else NOTEBOOK_DIR / "README.md"
+    symbols = out / "notation.html"
+    symbols.write_text(
+        page(
+            "Notation · " + COURSE,
+            notation(readme.read_text(encoding="utf-8")),
+            chapters,
+            "notation.html",
+            COURSE,
+            math,
+        ),
+        encoding="utf-8",
+    )
+    report.pages.append(symbols)
     for i, c in enumerate(tqdm(chapters, desc="chapters", disable=not progress)):
         prev = chapters[i - 1] if i > 0 else None
         nxt = chapters[i + 1] if i + 1 < len(chapters) else None

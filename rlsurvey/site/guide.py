@@ -1,5 +1,8 @@
 """The site's own pages: the landing page (the survey map), the chapter card, and the teacher's guide.
 
+The notation page is the evidence standard and the notation table of `notebooks/README.md`, rendered as they
+are written there, so the site and the book's conventions cannot differ.
+
 The teacher's guide is a 6-week syllabus (`SYLLABUS`) over the chapters, with each chapter's measured CPU
 runtime and prerequisites as its notebook header states them, and its exercises sorted into checked ones
 (graded by a check function: homework) and open ones (questions and experiments: discussion or projects).
@@ -16,7 +19,16 @@ from nbconvert.filters.markdown import markdown2html
 from rlsurvey.site.chapters import ChapterInfo
 from rlsurvey.survey import SurveyMap
 
-__all__ = ["SYLLABUS", "md", "chapter_card", "landing", "teachers", "syllabus_problems"]
+__all__ = [
+    "SYLLABUS",
+    "md",
+    "chapter_card",
+    "landing",
+    "teachers",
+    "syllabus_problems",
+    "readme_sections",
+    "notation",
+]
 
 # week, theme, chapters. Each chapter comes after the chapters its header names as prerequisites.
 SYLLABUS: tuple[tuple[int, str, tuple[int, ...]], ...] = (
@@ -228,4 +240,34 @@ def teachers(chapters: list[ChapterInfo], syllabus=SYLLABUS) -> str:
                 else ""
             )
         )
+    return "\n".join(out)
+
+
+NOTATION_SECTIONS = ("The evidence standard", "Notation")
+
+
+def readme_sections(text: str, titles=NOTATION_SECTIONS) -> dict[str, str]:
+    """The `## Title` sections of a Markdown text, by title, without their headings; missing ones left out."""
+    found = {}
+    for block in re.split(r"^## ", text, flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        if title.strip() in titles:
+            found[title.strip()] = body.strip()
+    return found
+
+
+def notation(readme: str) -> str:
+    """The notation page: the evidence standard and the notation table of notebooks/README.md."""
+    sections = readme_sections(readme)
+    if "Notation" not in sections:
+        raise ValueError("the chapters' README must have a '## Notation' section with the notation table")
+    out = [
+        "<h1>Notation and the evidence standard</h1>"
+        '<p class="lead">Every chapter uses the symbols below with one meaning each, and holds its claims '
+        "to the standard that follows. Both are the text of <code>notebooks/README.md</code>, where new "
+        "chapters start.</p>"
+    ]
+    for title in NOTATION_SECTIONS:
+        if title in sections:
+            out.append(f"<h2>{html.escape(title)}</h2>{md(sections[title])}")
     return "\n".join(out)

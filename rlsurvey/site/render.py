@@ -213,7 +213,7 @@ def page(
 ) -> str:
     """A whole page: top bar, chapter sidebar, main column; nothing fetched from outside the site.
     `math=True` loads the site's own copy of MathJax to typeset the equations."""
-    top = [("index.html", "Survey map"), ("teachers.html", "Teacher's guide")]
+    top = [("index.html", "Survey map"), ("notation.html", "Notation"), ("teachers.html", "Teacher's guide")]
     links = " ".join(
         f'<a href="{href}"{" class=current" if href == current else ""}>{label}</a>' for href, label in top
     )
