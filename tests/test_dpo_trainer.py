@@ -10,6 +10,8 @@ import math
 import datasets
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM
 
 import rlsurvey.algos.dpo_trainer as dt
@@ -389,3 +391,40 @@ def test_logit_transforms_of_gemma_cohere_and_granite(attr, value, expected):
     assert name == attr
     torch.testing.assert_close(fn(z), expected(z))
     assert dt.logit_transform(SimpleNamespace(config=SimpleNamespace(**{attr: None}))) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=24))
+def test_packed_rows_hold_every_sequence_once_and_no_more_positions_than_rows_of_the_longest(lens):
+    width, fill, place = dt._pack_rows(lens)
+    assert max(lens) <= width <= 2 * max(lens)
+    used = {}
+    for i, (row, col) in enumerate(place):
+        assert col + lens[i] <= width
+        for c in range(col, col + lens[i]):
+            assert (row, c) not in used, "two sequences overlap"
+            used[(row, c)] = i
+    assert [sum(lens[i] for i, (r, _) in enumerate(place) if r == row) for row in range(len(fill))] == fill
+    narrow = dt._first_fit(lens, max(lens))[0]
+    assert len(fill) * width <= len(narrow) * max(lens)
+
+
+def test_packed_layout_equals_a_slow_layout_built_one_sequence_at_a_time():
+    gen = torch.Generator().manual_seed(0)
+    prompts = [
+        torch.randint(2, 50, (int(n),), generator=gen) for n in torch.randint(1, 6, (9,), generator=gen)
+    ]
+    responses = [
+        torch.randint(2, 50, (int(n),), generator=gen) for n in torch.randint(1, 9, (9,), generator=gen)
+    ]
+    b = dt.SequenceBatch(prompts, responses, pad_id=0, packing=True)
+    width = b.ids.shape[1]
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        seq = torch.cat([p, r])
+        hits = [
+            (row, col) for row in range(b.ids.shape[0]) for col in range(width - len(seq) + 1)
+            if torch.equal(b.ids[row, col : col + len(seq)], seq)
+            and torch.equal(b.pos[row, col : col + len(seq)], torch.arange(len(seq)))
+        ]  # fmt: skip
+        assert hits, f"sequence {i} is not laid out with restarting positions"
+        assert torch.equal(b.targets[b.owner == i], r)  # its response, in order, scored once

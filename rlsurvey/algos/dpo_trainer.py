@@ -207,6 +207,33 @@ def _lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, fused: bo
     return token_logprobs(logits if transform is None else transform[1](logits), targets)
 
 
+def _first_fit(lens: list[int], width: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """First-fit decreasing into rows of `width`: (each row's filled length, each sequence's (row, column))."""
+    fill: list[int] = []
+    place = [(0, 0)] * len(lens)
+    for i in sorted(range(len(lens)), key=lens.__getitem__, reverse=True):
+        row = next((k for k, f in enumerate(fill) if f + lens[i] <= width), len(fill))
+        fill += [0] * (row == len(fill))
+        place[i] = (row, fill[row])
+        fill[row] += lens[i]
+    return fill, place
+
+
+def _pack_rows(lens: list[int]) -> tuple[int, list[int], list[tuple[int, int]]]:
+    """The row width among L, 9L/8, ..., 2L (L the longest sequence) whose first-fit packing has the fewest
+    positions (rows x width), the narrowest among equals; then its fill and places. Rows exactly as wide as
+    the longest sequence leave the tails of rows of short sequences empty (17% of the positions of a DPO
+    batch of the reviews world); a little wider, the tails fill and the forward and backward passes do less
+    work, while attention within a row, quadratic in its width, stays small."""
+    longest = max(lens)
+    best = None
+    for width in sorted({longest + (k * longest) // 8 for k in range(9)}):  # 9 widths: [L, 2L] in L / 8 steps
+        fill, place = _first_fit(lens, width)
+        if best is None or len(fill) * width < len(best[1]) * best[0]:
+            best = (width, fill, place)
+    return best
+
+
 class SequenceBatch:
     """n (prompt, response) token sequences laid out once for a forward pass, packed or padded.
 
@@ -222,7 +249,9 @@ class SequenceBatch:
     on the right, scored by `rlsurvey.lm.logprobs.response_logprobs`, the course's reference path.
     """
 
-    def __init__(self, prompts, responses, pad_id: int, packing: bool = True, device=None):
+    def __init__(self, prompts, responses, pad_id: int, packing: bool = True, device=None, width=None):
+        """`width` fixes the packed rows' width (at least the longest sequence); None chooses it
+        (`_pack_rows`)."""
         self.n, self.packing = len(prompts), packing
         if not packing:
             pad = torch.nn.utils.rnn.pad_sequence
@@ -233,26 +262,27 @@ class SequenceBatch:
             self.r_mask = pad(ones[1], batch_first=True).to(device)
             return
         plen, lens = [len(p) for p in prompts], [len(p) + len(r) for p, r in zip(prompts, responses)]
-        width = max(lens)
-        fill: list[int] = []
-        place = [(0, 0)] * len(lens)
-        for i in sorted(range(len(lens)), key=lens.__getitem__, reverse=True):
-            row = next((k for k, f in enumerate(fill) if f + lens[i] <= width), len(fill))
-            fill += [0] * (row == len(fill))
-            place[i] = (row, fill[row])
-            fill[row] += lens[i]
-        ids = torch.full((len(fill), width), pad_id, dtype=torch.long)
-        ar = torch.arange(width)
-        pos = ar.repeat(len(fill), 1)
-        targets = torch.full((len(fill), width), -100, dtype=torch.long)
-        owner = torch.full((len(fill), width), -1, dtype=torch.long)
-        for i, ((row, o), n, m) in enumerate(zip(place, lens, plen)):
-            ids[row, o : o + m], ids[row, o + m : o + n], pos[row, o : o + n] = (
-                prompts[i],
-                responses[i],
-                ar[:n],
-            )
-            targets[row, o + m - 1 : o + n - 1], owner[row, o + m - 1 : o + n - 1] = responses[i], i
+        width, fill, place = _pack_rows(lens) if width is None else (width, *_first_fit(lens, width))
+        rows = len(fill)
+        ids = torch.full((rows * width,), pad_id, dtype=torch.long)
+        pos = torch.arange(width).repeat(rows)
+        targets = torch.full((rows * width,), -100, dtype=torch.long)
+        owner = torch.full((rows * width,), -1, dtype=torch.long)
+        # every token of every sequence at once: its flat position row * width + column, and its offset
+        # within its sequence (the position id); token k predicts token k + 1 of the same sequence, and is
+        # scored where that one is a response token (offsets P_i - 1 to n_i - 2)
+        seq = torch.cat([t for p, r in zip(prompts, responses) for t in (p, r)]).long()
+        n_t, m_t = torch.tensor(lens), torch.tensor(plen)
+        first = torch.repeat_interleave(n_t.cumsum(0) - n_t, n_t)  # index in `seq` of each token's first
+        offset = torch.arange(len(seq)) - first
+        start = torch.tensor([row * width + o for row, o in place])
+        flat = torch.repeat_interleave(start, n_t) + offset
+        ids[flat], pos[flat] = seq, offset
+        who = torch.repeat_interleave(torch.arange(len(lens)), n_t)
+        scored = (offset >= m_t[who] - 1) & (offset < n_t[who] - 1)
+        targets[flat[scored]] = seq[scored.nonzero().squeeze(1) + 1]
+        owner[flat[scored]] = who[scored]
+        ids, pos, targets, owner = (t.view(rows, width) for t in (ids, pos, targets, owner))
         for row, f in enumerate(fill):
             pos[row, f:] -= f  # a row's unused tail is one more sequence, starting at position 0
         keep = (targets != -100).flatten()
@@ -540,8 +570,9 @@ class DPOTrainer(SupervisedTrainer):
                 "these examples have no precomputed reference log-probs and no reference model is kept; pass "
                 "them as eval_dataset when building the trainer, or set precompute_ref_log_probs=False"
             )
-        with torch.no_grad():
-            return logps, batch.logps(self.ref_model, self.config.fused_lm_head)
+        with torch.inference_mode():  # cheaper than no_grad: no version counters or view tracking
+            ref = batch.logps(self.ref_model, self.config.fused_lm_head)
+        return logps, ref.clone()  # a normal tensor again, which autograd may save for the backward pass
 
     # --- the loss ----------------------------------------------------------------------------------------
 
