@@ -1,11 +1,12 @@
 """Range checks for the numbers of the trainers' config dataclasses.
 
-A config's `__post_init__` (or GRPOConfig's `validate`) calls `check_fields(self, LIMITS)`, where LIMITS
-maps a field name to its `Limit`, or to the same written short: ">0", ">=0", "int>=1", "(0,1]", "[0,0.5)".
-Whatever LIMITS says, every `float` field (also inside `X | None` and tuples of floats) must be finite: NaN
-or an infinity in a step size, a coefficient or a clip range trains nothing useful and says nothing, since
-a comparison with NaN is always False. A bad value raises `FieldError`, a ValueError that records the
-field's name, so the command line can name the option (`--learning-rate`).
+Every trainer config's `__post_init__` calls `check_fields(self, LIMITS)` (GRPOConfig through its
+`validate`, which its trainer runs again for a config changed after it was made), where LIMITS maps a field
+name to its `Limit`, or to the same written short: ">0", ">=0", "int>=1", "(0,1]", "[0,0.5)". Whatever
+LIMITS says, every `float` field (also inside `X | None` and tuples of floats) must be finite: NaN or an
+infinity in a step size, a coefficient or a clip range trains nothing useful and says nothing, since a
+comparison with NaN is always False. A bad value raises `FieldError`, a ValueError that records the field's
+name, so the command line can name the option (`--learning-rate`).
 """
 
 from __future__ import annotations

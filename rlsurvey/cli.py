@@ -48,7 +48,7 @@ from rlsurvey.config_args import add_config_arguments, config_from_args
 __all__ = ["COMMANDS", "build_parser", "is_main_process", "main"]
 
 # Config fields bound to the common options instead of options of their own.
-BOUND = {"seed": "--seed", "output_dir": "--output-dir", "checkpoint_dir": "--output-dir"}
+BOUND = {"seed": "--seed", "output_dir": "--output-dir"}
 
 
 # The command line keeps the newest 3 checkpoints unless told otherwise (--save-total-limit none keeps all);
@@ -126,9 +126,8 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
     g.add_argument(
         "--output-dir", required=True,
         help="where the run writes: the trained model as a Hugging Face directory (safetensors + tokenizer), "
-        "metrics.jsonl (one JSON object per step) and train_config.json; also the config's "
-        + ("checkpoint_dir" if cmd.config.__name__ == "GRPOConfig" else "output_dir")
-        + " (checkpoint-<step> directories when saving during training)",
+        "metrics.jsonl (one JSON object per step) and train_config.json; also the config's output_dir "
+        "(checkpoint-<step> directories when saving during training)",
     )  # fmt: skip
     g.add_argument(
         "--seed", type=int, default=0, help="seeds torch, the generated data and the config's seed"
@@ -342,8 +341,6 @@ def _config(cmd: Command, args, main: bool, output_dir: Path):
         fixed["output_dir"] = str(output_dir) if saves else None
         if not main and "save_steps" in names:
             fixed["save_steps"] = None
-    if "checkpoint_dir" in names:
-        fixed["checkpoint_dir"] = str(output_dir) if main else None
     try:
         return config_from_args(cmd.config, args, cmd.defaults(), **fixed)
     except (TypeError, ValueError) as exc:
@@ -469,7 +466,7 @@ def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
     from rlsurvey.algos.grpo import train_grpo
 
     history = train_grpo(model, tok, prompts, reward_fn, cfg, callback=log.write)
-    if main and not (out / "config.json").is_file():  # train_grpo saves to checkpoint_dir
+    if main and not (out / "config.json").is_file():  # train_grpo saves to output_dir
         _save_model(model, tok, out)
     return history
 

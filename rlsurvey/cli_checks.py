@@ -207,9 +207,7 @@ def _check_config(cmd, args):
     from rlsurvey import cli
 
     try:
-        cfg = cli._config(cmd, args, cli.is_main_process(), Path(args.output_dir))
-        if hasattr(cfg, "validate"):  # GRPOConfig checks itself when training starts; check it now
-            cfg.validate()
+        cfg = cli._config(cmd, args, cli.is_main_process(), Path(args.output_dir))  # checked as it is made
     except SystemExit as exc:  # _config's own message; its cause is the config's error
         if not isinstance(exc.__cause__, (ValueError, TypeError)):
             raise

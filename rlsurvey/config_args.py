@@ -15,6 +15,9 @@ and the Python API can never disagree about a name, a default or what a setting 
 The help text of a field is `field(metadata={"help": ...})` when there is one, otherwise the comment on the
 line that defines the field, read from the class's source with `tokenize` (comments are not kept at run
 time, and the configs document their fields in comments).
+
+A field renamed with `rlsurvey.config_compat.renamed_fields` keeps its old option as a hidden alias that
+warns (`--ppo-epochs 2` sets `epochs_per_rollout`, with a FutureWarning naming `--epochs-per-rollout`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ import textwrap
 import tokenize
 import types
 import typing
+import warnings
 from collections.abc import Iterable
+
+from rlsurvey.config_compat import renamed_names
 
 __all__ = ["add_config_arguments", "config_from_args", "field_help", "option_name"]
 
@@ -99,6 +105,22 @@ def _scalar(tp, optional: bool, name: str):
     return parse
 
 
+class _OldOption(argparse.Action):
+    """A renamed field's old option: stores into the new field and warns (FutureWarning)."""
+
+    def __init__(self, option_strings, dest, new_option: str = "", **kwargs):
+        self.new_option = new_option
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(
+            f"`{option_string}` is renamed `{self.new_option}`; the old name will be removed",
+            FutureWarning,
+            stacklevel=2,
+        )
+        setattr(namespace, self.dest, values)
+
+
 def _describe(value) -> str:
     if value is None:
         return "none"
@@ -126,6 +148,9 @@ def add_config_arguments(
     defaults = cls() if defaults is None else defaults
     choices = choices or {}
     group = parser.add_argument_group(title or f"{cls.__name__} options")
+    old_names: dict[str, list[str]] = {}
+    for old, new in renamed_names(cls).items():
+        old_names.setdefault(new, []).append(old)
     added = []
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
@@ -169,6 +194,13 @@ def add_config_arguments(
         kwargs["help"] = f"{text} [{kind}; default: {_describe(default)}]".strip().replace("%", "%%")
         group.add_argument(option_name(f.name), **kwargs)
         added.append(f.name)
+        if kwargs.get("action") is None:  # the old names of the field, hidden: they still parse, and warn
+            alias = {k: v for k, v in kwargs.items() if k not in ("default", "help")}
+            for old in old_names.get(f.name, []):
+                group.add_argument(
+                    option_name(old), action=_OldOption, new_option=option_name(f.name),
+                    default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias,
+                )  # fmt: skip
     return added
 
 

@@ -82,7 +82,7 @@ def run_reward_model(distributed: bool | None = None) -> tuple[list[float], dict
     torch.manual_seed(2)
     torch.nn.init.normal_(_head(model.model).weight, std=0.2)
     cfg = RewardTrainingConfig(
-        batch_size=4, epochs=2, learning_rate=1e-3, progress=False, distributed=distributed
+        batch_size=4, num_epochs=2, learning_rate=1e-3, progress=False, distributed=distributed
     )
     history = train_reward_model(model, pairs(9), cfg)
     return [h[k] for h in history for k in ("loss", "grad_norm")], _params(model)
@@ -92,8 +92,8 @@ def run_ppo(distributed: bool | None = None) -> tuple[list[float], dict]:
     """2 PPO steps of 4 prompts: total losses (policy + value) and policy parameters."""
     policy, tok = tiny_causal_lm("llama", seed=1)
     cfg = RLHFPPOConfig(
-        steps=2, batch_size=4, num_mini_batches=1, ppo_epochs=2, max_new_tokens=5, progress=False, seed=3,
-        distributed=distributed,
+        steps=2, batch_size=4, num_mini_batches=1, epochs_per_rollout=2, max_new_tokens=5, progress=False,
+        seed=3, distributed=distributed,
     )  # fmt: skip
     trainer = RLHFPPOTrainer(policy, tok, lambda p, c: [len(x) / 3 for x in c], cfg)
     history = trainer.train(PROMPTS[:4])

@@ -36,9 +36,10 @@ CONFIGS = {
 }
 TINY = {
     "sft": "--num-examples 12 --batch-size 4 --max-steps 3",
-    "reward": "--num-examples 12 --batch-size 4 --epochs 1",
+    "reward": "--num-examples 12 --batch-size 4 --num-epochs 1",
     "dpo": "--num-examples 12 --batch-size 4 --max-steps 2",
-    "ppo": "--num-examples 8 --batch-size 4 --num-mini-batches 2 --ppo-epochs 1 --steps 2 --max-new-tokens 6",
+    "ppo": "--num-examples 8 --batch-size 4 --num-mini-batches 2 --epochs-per-rollout 1 --steps 2 "
+    "--max-new-tokens 6",
     "rloo": "--num-examples 8 --prompts-per-step 2 --group-size 2 --steps 2 --max-new-tokens 6",
     "grpo": "--num-examples 8 --prompts-per-step 2 --group-size 3 --steps 3 --max-new-tokens 4",
 }

@@ -95,15 +95,15 @@ def used_out(tmp_path):
 
 POS, NON_NEG, COUNT, NON_NEG_INT = ["0", "-1"], ["-1"], ["0", "-2"], ["-1"]
 BAD = {  # field -> out-of-range values (NaN and the infinities are added for every float field)
-    "learning_rate": ["0", "-1e-4"], "weight_decay": NON_NEG, "batch_size": COUNT, "epochs": COUNT,
+    "learning_rate": ["0", "-1e-4"], "weight_decay": NON_NEG, "batch_size": COUNT,
     "max_length": ["1", "0"], "center_rewards_coefficient": NON_NEG, "max_grad_norm": POS,
     "save_steps": COUNT, "save_total_limit": COUNT, "steps": COUNT,
-    "num_mini_batches": COUNT, "ppo_epochs": COUNT, "adam_eps": POS, "max_new_tokens": COUNT,
+    "num_mini_batches": COUNT, "epochs_per_rollout": COUNT, "max_new_tokens": COUNT,
     "temperature": ["0", "-0.5"], "top_k": NON_NEG_INT, "top_p": ["0", "1.5"], "kl_coef": NON_NEG,
-    "target_kl": POS, "kl_horizon": COUNT, "gamma": ["-0.1", "1.5"], "lam": ["-0.1", "1.5"],
-    "cliprange": POS, "cliprange_value": POS, "vf_coef": NON_NEG, "ent_coef": NON_NEG,
+    "kl_target": POS, "kl_horizon": COUNT, "gamma": ["-0.1", "1.5"], "lam": ["-0.1", "1.5"],
+    "clip_eps_value": POS, "vf_coef": NON_NEG, "ent_coef": NON_NEG,
     "missing_eos_penalty": NON_NEG, "prompts_per_step": COUNT, "group_size": ["1", "0"], "clip_eps": POS,
-    "clip_eps_high": POS, "minibatch_size": COUNT, "eval_every": COUNT, "beta": POS,
+    "clip_eps_high": POS, "mini_batch_size": COUNT, "eval_steps": COUNT, "beta": POS,
     "label_smoothing": ["0.5", "-0.1"], "gradient_accumulation_steps": COUNT, "max_steps": COUNT,
     "num_epochs": POS, "warmup_steps": NON_NEG_INT, "adam_betas": ["1", "-0.1"], "adam_epsilon": POS,
     "max_prompt_length": COUNT, "max_completion_length": COUNT, "ref_batch_size": COUNT,
@@ -449,7 +449,7 @@ def _limited(max_bytes: int):
     ("name", "extra"),
     [
         ("dpo", ["--max-steps", "1", "--batch-size", "2"]),
-        ("reward", ["--epochs", "1", "--batch-size", "2", "--max-length", "none"]),
+        ("reward", ["--num-epochs", "1", "--batch-size", "2", "--max-length", "none"]),
         (
             "grpo",
             [

@@ -65,7 +65,7 @@ def test_bad_reward_stops_and_keeps_last_good_checkpoint(tmp_path):
         return [0.0] * len(completions) if calls["n"] < 2 else [0.0] * (len(completions) - 1)
 
     cfg = GRPOConfig(steps=3, prompts_per_step=2, group_size=2, max_new_tokens=2, progress=False,
-                     checkpoint_dir=str(tmp_path / "ckpt"))  # fmt: skip
+                     output_dir=str(tmp_path / "ckpt"))  # fmt: skip
     with pytest.raises(RewardError, match="one per completion"):
         train_grpo(policy, tok, EASY, flaky, cfg)
     assert (tmp_path / "ckpt" / "last-good" / "model.safetensors").exists()

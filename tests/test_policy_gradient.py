@@ -115,7 +115,9 @@ def test_reinforce_smoke(baseline):
 def test_actor_critic_smoke_updates_both_networks():
     torch.manual_seed(0)
     ref_policy, ref_value = pg.MLPPolicy(hidden=8), pg.ValueMLP(hidden=8)  # what train seeds and builds
-    hist = pg.train_actor_critic(pg.PGConfig(iterations=60, num_envs=4, hidden=8, lr=1e-3, progress=False))
+    hist = pg.train_actor_critic(
+        pg.PGConfig(iterations=60, num_envs=4, hidden=8, learning_rate=1e-3, progress=False)
+    )
     assert len(hist.episode_return) >= 4 and hist.episode_step[-1] <= 240
     for ref, net in ((ref_policy, hist.policy), (ref_value, hist.value)):
         for p0, p1 in zip(ref.parameters(), net.parameters()):
@@ -127,7 +129,7 @@ def test_actor_critic_smoke_updates_both_networks():
     [
         ({"gamma": 1.01}, r"gamma must be in \[0, 1\], got 1.01"),
         ({"iterations": 0}, "iterations must be a positive int, got 0"),
-        ({"lr": -1.0}, "lr must be > 0, got -1.0"),
+        ({"learning_rate": -1.0}, "learning_rate must be > 0, got -1.0"),
     ],
 )
 def test_bad_config(kwargs, match):

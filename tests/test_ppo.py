@@ -104,8 +104,8 @@ def test_loss_shape_mismatch_names_every_shape():
         clipped_policy_loss(torch.zeros(3), torch.zeros(4), torch.zeros(3))
     with pytest.raises(ValueError, match=r"\(3,\), \(3,\) and \(2, 3\)"):
         clipped_value_loss(torch.zeros(3), torch.zeros(3), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="clip_coef must be > 0"):
-        clipped_policy_loss(torch.zeros(3), torch.zeros(3), torch.zeros(3), clip_coef=0.0)
+    with pytest.raises(ValueError, match="clip_eps must be > 0"):
+        clipped_policy_loss(torch.zeros(3), torch.zeros(3), torch.zeros(3), clip_eps=0.0)
 
 
 def _smoke(env_id, **kw):
@@ -154,9 +154,9 @@ def test_smoke_run_continuous_and_ablations():
 
 
 def test_target_kl_stops_the_epochs_early():
-    history = _smoke("CartPole-v1", target_kl=1e-12, update_epochs=5)
+    history = _smoke("CartPole-v1", target_kl=1e-12, epochs_per_rollout=5)
     assert all(u["epochs"] == 1 for u in history.updates)
-    history = _smoke("CartPole-v1", update_epochs=3)
+    history = _smoke("CartPole-v1", epochs_per_rollout=3)
     assert all(u["epochs"] == 3 for u in history.updates)
 
 
@@ -191,7 +191,7 @@ gym.register("RlsurveyTestBadObs-v0", entry_point=_BadObs, max_episode_steps=3)
 
 def test_rollout_marks_time_limits_and_keeps_the_final_observation():
     cfg = PPOConfig(
-        env_id="RlsurveyTestCounter-v0", num_envs=2, num_steps=7, num_minibatches=1, progress=False
+        env_id="RlsurveyTestCounter-v0", num_envs=2, num_steps=7, num_mini_batches=1, progress=False
     )
     envs = ppo.make_envs(cfg.env_id, cfg.num_envs)
     agent = ppo.ActorCritic(1, envs.single_action_space)
@@ -224,12 +224,12 @@ def test_unsupported_spaces_are_rejected():
     "kwargs,match",
     [
         ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
-        ({"gae_lambda": -0.1}, r"gae_lambda must be in \[0, 1\], got -0.1"),
+        ({"lam": -0.1}, r"lam must be in \[0, 1\], got -0.1"),
         ({"num_envs": 0}, "num_envs must be a positive int, got 0"),
         ({"num_steps": 2.5}, "num_steps must be a positive int, got 2.5"),
         ({"learning_rate": 0.0}, "learning_rate must be > 0"),
         ({"target_kl": -1.0}, "target_kl must be > 0 or None"),
-        ({"num_envs": 3, "num_steps": 5, "num_minibatches": 2}, "num_minibatches must divide the batch"),
+        ({"num_envs": 3, "num_steps": 5, "num_mini_batches": 2}, "num_mini_batches must divide the batch"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -262,7 +262,7 @@ def test_stop_at_return_ends_training_early():
 
 
 def test_advantages_bootstrap_a_time_limit_but_not_a_termination():
-    cfg = PPOConfig(num_envs=1, num_steps=4, num_minibatches=1, gamma=0.5, gae_lambda=1.0, reward_scale=1.0)
+    cfg = PPOConfig(num_envs=1, num_steps=4, num_mini_batches=1, gamma=0.5, lam=1.0, reward_scale=1.0)
     agent = ppo.ActorCritic(1, gym.spaces.Discrete(2))
     with torch.no_grad():  # a critic that says V(s) = 2 everywhere
         agent.critic[-1].weight.zero_()

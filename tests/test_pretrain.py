@@ -37,7 +37,7 @@ def test_shortened_cli_run_saves_a_loadable_model_whose_loss_falls(tmp_path):
 
 
 def test_reviews_loss_falls_and_runs_are_repeatable():
-    cfg = PretrainConfig.for_world("reviews", steps=40, n_train=800, n_val=50, eval_every=20, model=SMALL)
+    cfg = PretrainConfig.for_world("reviews", steps=40, n_train=800, n_val=50, eval_steps=20, model=SMALL)
     a = pretrain(cfg, None, progress=False)
     b = pretrain(cfg, None, progress=False)
     assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]

@@ -161,7 +161,7 @@ def _reward(out, **kw):
     torch.manual_seed(0)
     rm = RewardModel(value_model_from_policy(policy, tok).model, tok)
     cfg = {
-        "epochs": 3,
+        "num_epochs": 3,
         "batch_size": 3,
         "learning_rate": 3e-3,
         "progress": False,
@@ -181,7 +181,7 @@ def test_reward_model_resumed_run_equals_the_uninterrupted_one(tmp_path):
     assert len(full_hist) == 9
     for stop_at in (4, 6):  # inside an epoch, and on an epoch's boundary
         out = tmp_path / f"part{stop_at}"
-        rm, cfg = _reward(out, save_steps=1, epochs=3)
+        rm, cfg = _reward(out, save_steps=1, num_epochs=3)
 
         def interrupt(row, stop_at=stop_at):
             if row["step"] == stop_at:
@@ -222,8 +222,8 @@ def test_grpo_and_rloo_resumed_runs_equal_the_uninterrupted_ones(tmp_path, prese
         policy, tok = tiny_causal_lm("llama", seed=1)
         base = GRPOConfig() if preset == "grpo" else rloo_config()
         fields = {"steps": 6, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 5,
-                  "learning_rate": 3e-3, "progress": False, "checkpoint_dir": str(out), "epochs": 2,
-                  "minibatch_size": 4, "kl_coef": 0.05, **kw}  # fmt: skip
+                  "learning_rate": 3e-3, "progress": False, "output_dir": str(out), "epochs_per_rollout": 2,
+                  "mini_batch_size": 4, "kl_coef": 0.05, **kw}  # fmt: skip
         cfg = base.__class__(**{**base.__dict__, **fields})
         return policy, train_grpo(policy, tok, PROMPTS, reward, cfg)
 
@@ -251,8 +251,8 @@ def _ppo(out, **kw):
     from rlsurvey.algos.rlhf_ppo import RLHFPPOConfig, RLHFPPOTrainer
 
     policy, tok = tiny_causal_lm("llama", seed=1)
-    cfg = {"steps": 5, "batch_size": 8, "num_mini_batches": 2, "ppo_epochs": 2, "max_new_tokens": 6,
-           "progress": False, "seed": 3, "target_kl": 0.05, "output_dir": str(out), **kw}  # fmt: skip
+    cfg = {"steps": 5, "batch_size": 8, "num_mini_batches": 2, "epochs_per_rollout": 2, "max_new_tokens": 6,
+           "progress": False, "seed": 3, "kl_target": 0.05, "output_dir": str(out), **kw}  # fmt: skip
     return RLHFPPOTrainer(policy, tok, _count_a, RLHFPPOConfig(**cfg))
 
 

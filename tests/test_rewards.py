@@ -80,7 +80,7 @@ def test_training_improves_accuracy_and_round_trips(tiny_lm_dir, tmp_path, arch)
     rm = RewardModel.from_pretrained(tiny_lm_dir(arch))
     before = evaluate_reward_model(rm, data)["margin"]
     assert before == pytest.approx(0.0, abs=1e-6)  # a fresh head scores everything 0
-    cfg = RewardTrainingConfig(learning_rate=3e-3, batch_size=8, epochs=6, progress=False)
+    cfg = RewardTrainingConfig(learning_rate=3e-3, batch_size=8, num_epochs=6, progress=False)
     history = train_reward_model(rm, data, cfg)
     after = evaluate_reward_model(rm, data)
     assert history[-1]["loss"] < history[0]["loss"]
@@ -146,7 +146,7 @@ def test_scoring_cuts_pairs_as_training_did_and_truncation_is_counted(tiny_lm_di
     long_prompt = "a rather long opening that will not fit "
     data = Dataset.from_dict({"prompt": [long_prompt, "b", "c"], "chosen": [" good", " fine", " nice"],
                               "rejected": [" bad", " awful", " poor"]})  # fmt: skip
-    cfg = RewardTrainingConfig(max_length=16, batch_size=3, epochs=1, progress=False)
+    cfg = RewardTrainingConfig(max_length=16, batch_size=3, num_epochs=1, progress=False)
     hist = train_reward_model(rm, data, cfg)
     assert hist[0]["truncated_frac"] == pytest.approx(2 / 6)  # the long pair's chosen and rejected
     assert rm.max_length == 16

@@ -60,7 +60,7 @@ def test_heads_learn_attributes_weights_fit_and_round_trip(tiny_lm_dir, tmp_path
     responses = words * 4
     targets = torch.tensor([[w.count("a"), len(w)] for w in responses], dtype=torch.float32)
     before = ((model.predict_attributes(prompts, responses) - targets) ** 2).mean(0)
-    cfg = RewardTrainingConfig(epochs=40, batch_size=8, learning_rate=3e-3, progress=False)
+    cfg = RewardTrainingConfig(num_epochs=40, batch_size=8, learning_rate=3e-3, progress=False)
     history = train_objectives(model, prompts, responses, targets, cfg)
     after = ((model.predict_attributes(prompts, responses) - targets) ** 2).mean(0)
     assert (after < 0.3 * before).all(), (before, after)

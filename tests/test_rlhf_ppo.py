@@ -33,7 +33,9 @@ def by_length(prompts, completions):
 
 def make_trainer(arch="llama", reward_fn=by_length, **overrides):
     policy, tok = tiny_causal_lm(arch, seed=1)
-    cfg = dict(batch_size=8, num_mini_batches=2, ppo_epochs=2, max_new_tokens=7, progress=False, seed=3)
+    cfg = dict(
+        batch_size=8, num_mini_batches=2, epochs_per_rollout=2, max_new_tokens=7, progress=False, seed=3
+    )
     cfg.update(overrides)
     return RLHFPPOTrainer(policy, tok, reward_fn, RLHFPPOConfig(**cfg))
 
@@ -126,7 +128,7 @@ def test_kl_penalty_and_gae_inputs_equal_a_hand_reference(
 
 
 def test_clipped_losses_equal_brute_force():
-    tr = make_trainer("llama", cliprange=0.02, cliprange_value=0.02, vf_coef=0.3, temperature=0.8)
+    tr = make_trainer("llama", clip_eps=0.02, clip_eps_value=0.02, vf_coef=0.3, temperature=0.8)
     batch = tr.prepare(tr.rollout(PROMPTS * 2))
     with torch.no_grad():  # move both models so that ratios and values leave their clipping ranges
         for p in list(tr.policy.parameters()) + list(tr.value_model.parameters()):
@@ -159,7 +161,7 @@ def test_clipped_losses_equal_brute_force():
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_one_update_changes_every_trainable_parameter_and_not_the_reference(arch):
-    tr = make_trainer(arch, ppo_epochs=1, learning_rate=1e-3)
+    tr = make_trainer(arch, epochs_per_rollout=1, learning_rate=1e-3)
     ref_before = {k: v.clone() for k, v in tr.reference.named_parameters()}
     pol_before = {k: v.clone() for k, v in tr.policy.named_parameters() if v.requires_grad}
     val_before = {k: v.clone() for k, v in tr.value_model.named_parameters() if v.requires_grad}
@@ -187,7 +189,7 @@ def test_first_ratio_is_exactly_one_at_any_temperature():
 
 
 def test_missing_eos_penalty_and_adaptive_kl():
-    tr = make_trainer("llama", max_new_tokens=3, missing_eos_penalty=2.0, target_kl=0.01, kl_coef=0.1)
+    tr = make_trainer("llama", max_new_tokens=3, missing_eos_penalty=2.0, kl_target=0.01, kl_coef=0.1)
     roll = tr.rollout(PROMPTS * 2)
     raw = torch.tensor(by_length(None, roll.completions))
     torch.testing.assert_close(roll.scores, raw - 2.0 * (~roll.gen.finished).float())
@@ -237,7 +239,7 @@ def test_short_run_improves_reward_model_accuracy_and_policy_reward():
     torch.manual_seed(0)
     rm = RewardModel(value_model_from_policy(tiny_causal_lm("llama", seed=2)[0], tok).model, tok)
     acc_before = evaluate_reward_model(rm, held_out)["accuracy"]
-    cfg = RewardTrainingConfig(epochs=10, batch_size=16, learning_rate=3e-3, progress=False)
+    cfg = RewardTrainingConfig(num_epochs=10, batch_size=16, learning_rate=3e-3, progress=False)
     train_reward_model(rm, train, cfg)
     acc_after = evaluate_reward_model(rm, held_out)["accuracy"]
     assert acc_after > max(0.85, acc_before + 0.3), (acc_before, acc_after)

@@ -14,15 +14,15 @@ from rlsurvey.algos.safe_rlhf import LagrangeMultiplier, LagrangianReward
 
 
 def test_multiplier_update_by_hand():
-    m = LagrangeMultiplier(value=2.0, lr=0.1, cost_limit=0.5)
+    m = LagrangeMultiplier(value=2.0, learning_rate=0.1, cost_limit=0.5)
     assert m.update(1.5) == pytest.approx(math.exp(math.log(2.0) + 0.1 * 2.0 * 1.0))
-    m = LagrangeMultiplier(value=2.0, lr=0.1, cost_limit=0.5)
+    m = LagrangeMultiplier(value=2.0, learning_rate=0.1, cost_limit=0.5)
     assert m.update(0.0) == pytest.approx(2.0 * math.exp(-0.1))
-    capped = LagrangeMultiplier(value=50.0, lr=1.0, cost_limit=0.0, max_value=60.0)
+    capped = LagrangeMultiplier(value=50.0, learning_rate=1.0, cost_limit=0.0, max_value=60.0)
     assert capped.update(3.0) == 60.0
     with pytest.raises(ValueError, match="mean_cost must be finite"):
         m.update(float("nan"))
-    for bad in (dict(value=0.0), dict(lr=-1.0)):
+    for bad in (dict(value=0.0), dict(learning_rate=-1.0)):
         with pytest.raises(ValueError, match="LagrangeMultiplier"):
             LagrangeMultiplier(**bad)
 
@@ -30,7 +30,7 @@ def test_multiplier_update_by_hand():
 @settings(max_examples=50, deadline=None)
 @given(cost=st.floats(-3, 3), limit=st.floats(-1, 1), value=st.floats(0.01, 10))
 def test_multiplier_moves_towards_feasibility(cost, limit, value):
-    m = LagrangeMultiplier(value=value, lr=0.05, cost_limit=limit)
+    m = LagrangeMultiplier(value=value, learning_rate=0.05, cost_limit=limit)
     new = m.update(cost)
     # exp(log(λ)) round-trips to within an ulp, hence the relative slack
     if cost > limit:
@@ -43,7 +43,7 @@ def test_multiplier_moves_towards_feasibility(cost, limit, value):
 def test_combined_reward_by_hand_and_frozen_lambda():
     reward = lambda p, c: [1.0, 2.0, -1.0]  # noqa: E731
     cost = lambda p, c: [0.0, 1.0, 2.0]  # noqa: E731
-    lag = LagrangianReward(reward, cost, LagrangeMultiplier(value=0.5, lr=0.2, cost_limit=0.25))
+    lag = LagrangianReward(reward, cost, LagrangeMultiplier(value=0.5, learning_rate=0.2, cost_limit=0.25))
     out = lag(["p"] * 3, ["a", "b", "c"])
     want = torch.tensor([(1.0 - 0.0) / 1.5, (2.0 - 0.5) / 1.5, (-1.0 - 1.0) / 1.5])
     torch.testing.assert_close(out, want)

@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     """(reward-model dir, DPO policy dir), each from a two-step `rlsurvey train` run."""
     root = tmp_path_factory.mktemp("rlsurvey-runs")
     common = ["--num-examples", "8", "--batch-size", "4", "--no-progress"]
-    assert main(["train", "reward", *common, "--epochs", "1", "--output-dir", str(root / "rm")]) == 0
+    assert main(["train", "reward", *common, "--num-epochs", "1", "--output-dir", str(root / "rm")]) == 0
     assert main(["train", "dpo", *common, "--max-steps", "2", "--output-dir", str(root / "dpo")]) == 0
     return root / "rm", root / "dpo"
 

@@ -10,7 +10,7 @@ with the rest of its group, so no value model is trained. The choices that disti
 | RLOO (arXiv 2402.14740, eq. 5) | r − mean of the others | token or sequence | k1, in the reward |
 
 All three share the clipped importance ratio of PPO (`rlsurvey.algos.policy_loss`), which matters only when a
-rollout is reused for several updates (`epochs` > 1 or several minibatches).
+rollout is reused for several updates (`epochs_per_rollout` > 1 or several minibatches).
 
 Rewards come from any callable `reward_fn(prompts, completions)`: here usually a verifier, such as
 `rlsurvey.tasks.arithmetic.verify`, whose answer a program checks instead of a learned reward model. That is
@@ -61,6 +61,8 @@ from rlsurvey.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from rlsurvey.checks import FieldError, check_fields
+from rlsurvey.config_compat import renamed_fields, translate
 from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
 from rlsurvey.lm.logprobs import response_logprobs
@@ -78,6 +80,10 @@ __all__ = [
 ADVANTAGES = ("grpo", "dr_grpo", "rloo")
 
 
+@renamed_fields(
+    checkpoint_dir="output_dir", epochs="epochs_per_rollout", minibatch_size="mini_batch_size",
+    eval_every="eval_steps",
+)  # fmt: skip
 @dataclass
 class GRPOConfig:
     steps: int = 50  # optimizer rounds (one rollout each)
@@ -101,8 +107,8 @@ class GRPOConfig:
     sampler_correction: str | None = None  # with a separate sampler: token_truncate (TIS), token_mask (MIS),
     # sequence_truncate or sequence_mask; None: no correction (TRL: vllm_importance_sampling_mode)
     sampler_correction_cap: float = 3.0  # C, the cap of the importance ratio π_θ / π_sampler
-    epochs: int = 1  # passes over each rollout (μ in the GRPO paper)
-    minibatch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
+    epochs_per_rollout: int = 1  # passes over each rollout (the GRPO paper's μ; TRL: num_iterations)
+    mini_batch_size: int | None = None  # responses per gradient step; None: the whole rollout at once
     kl_coef: float = 0.0  # β; 0 keeps no reference model unless one is passed (then the KL is only logged)
     kl_estimator: str = "k3"  # per-token KL estimator (rlsurvey.lm.kl): k1, k2 or k3
     kl_in_reward: bool = False  # True: subtract β·KL(sequence, k1) from the reward (RLOO); False: add to loss
@@ -114,15 +120,20 @@ class GRPOConfig:
     max_grad_norm: float = 1.0  # global gradient-norm clip
     weight_decay: float = 0.0  # AdamW weight decay
     seed: int = 0  # prompt order and sampling
-    eval_every: int = 10  # call eval_fn every this many steps (and at the start and end)
-    checkpoint_dir: str | None = None  # save the policy here at the end and before stopping on a bad reward
-    save_steps: int | None = None  # also save checkpoint_dir/checkpoint-<step> every this many steps
+    eval_steps: int = 10  # call eval_fn every this many steps (and at the start and end)
+    output_dir: str | None = None  # save the policy here at the end and before stopping on a bad reward
+    save_steps: int | None = None  # also save output_dir/checkpoint-<step> every this many steps
     save_total_limit: int | None = None  # keep only the newest this many checkpoints (None: all)
-    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in checkpoint_dir
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
     progress: bool = True  # show a progress bar
     distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self) -> None:
+        """Raise ValueError (a FieldError for a number out of range) unless the settings make sense together.
+        Runs at construction; the trainer runs it again, for a config changed after it was made."""
         if self.advantage not in ADVANTAGES:
             raise ValueError(f"advantage must be one of {list(ADVANTAGES)}, got {self.advantage!r}")
         if self.aggregation not in AGGREGATIONS:
@@ -131,13 +142,11 @@ class GRPOConfig:
             raise ValueError(
                 f"group_size must be at least 2 (the rest of a group is its baseline), got {self.group_size}"
             )
-        for name in ("steps", "prompts_per_step", "epochs", "max_new_tokens"):
+        for name in ("steps", "prompts_per_step", "epochs_per_rollout", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
-        from rlsurvey.checks import FieldError, check_fields
-
         if self.loss_type is not None and self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)} or None, got {self.loss_type!r}")
         if self.importance_sampling_level not in IMPORTANCE_LEVELS:
@@ -170,8 +179,9 @@ class GRPOConfig:
                 "same, so every group advantage is 0 and nothing is learned",
             )
         check_fields(self, {
-            "steps": "int>=1", "prompts_per_step": "int>=1", "group_size": "int>=2", "epochs": "int>=1",
-            "minibatch_size": "int>=1", "max_new_tokens": "int>=1", "eval_every": "int>=1", "top_k": "int>=0",
+            "steps": "int>=1", "prompts_per_step": "int>=1", "group_size": "int>=2",
+            "epochs_per_rollout": "int>=1", "mini_batch_size": "int>=1", "max_new_tokens": "int>=1",
+            "eval_steps": "int>=1", "top_k": "int>=0",
             "learning_rate": ">0", "clip_eps": ">0", "clip_eps_high": ">0", "kl_coef": ">=0",
             "temperature": ">0", "top_p": "(0,1]", "missing_eos_penalty": ">=0", "max_grad_norm": ">0",
             "weight_decay": ">=0", "save_steps": "int>=1", "save_total_limit": "int>=1",
@@ -191,15 +201,14 @@ def dr_grpo_config(**overrides) -> GRPOConfig:
     refused: that is no longer Dr. GRPO."""
     from dataclasses import replace
 
+    overrides = translate(GRPOConfig, overrides, stacklevel=2)  # old field names, with a FutureWarning
     unknown = set(overrides) - set(GRPOConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown GRPOConfig fields {sorted(unknown)}; see rlsurvey.algos.grpo.GRPOConfig")
     clash = {k: v for k, v in overrides.items() if k in DR_GRPO_DEFAULTS and v != DR_GRPO_DEFAULTS[k]}
     if clash:
         raise ValueError(f"Dr. GRPO fixes {DR_GRPO_DEFAULTS}; got {clash} (use GRPOConfig for other choices)")
-    cfg = replace(GRPOConfig(), **{**DR_GRPO_DEFAULTS, **overrides})
-    cfg.validate()
-    return cfg
+    return replace(GRPOConfig(), **{**DR_GRPO_DEFAULTS, **overrides})
 
 
 def group_step_advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
@@ -303,11 +312,11 @@ def train_grpo(
     reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training. Given
     with kl_coef = 0, the KL to it is measured and logged (`kl_metrics`: "kl" and "kl/sequence_k1") but not
     penalized: a run without the KL term can then be compared with one that has it.
-    eval_fn: called with the policy at step 0, every `eval_every` steps and at the end; its dict is logged
+    eval_fn: called with the policy at step 0, every `eval_steps` steps and at the end; its dict is logged
     under "eval/..." keys (held-out accuracy, say).
 
     callback(row): called with each history row as soon as it exists (the CLI appends it to metrics.jsonl).
-    Checkpoints: with `checkpoint_dir` and `save_steps`, checkpoint-<step> directories (policy, optimizer,
+    Checkpoints: with `output_dir` and `save_steps`, checkpoint-<step> directories (policy, optimizer,
     prompt order, generators) are written atomically; `resume_from_checkpoint` ("latest" or a path)
     continues exactly as the uninterrupted run would (pass the same starting policy: the reference is its
     copy). A NaN or infinite loss or gradient raises NonFiniteLossError before the update; SIGINT or SIGTERM
@@ -344,10 +353,10 @@ def train_grpo(
         reference.eval().requires_grad_(False)
     dist = get_distributed(cfg.distributed)
     world = dist.world_size
-    if cfg.prompts_per_step % world or (cfg.minibatch_size or 0) % world:
+    if cfg.prompts_per_step % world or (cfg.mini_batch_size or 0) % world:
         raise ValueError(
-            f"on {world} processes prompts_per_step and minibatch_size must be multiples of {world}, got "
-            f"{cfg.prompts_per_step} and {cfg.minibatch_size}"
+            f"on {world} processes prompts_per_step and mini_batch_size must be multiples of {world}, got "
+            f"{cfg.prompts_per_step} and {cfg.mini_batch_size}"
         )
     dist.place(policy)
     dist.place(reference)
@@ -361,7 +370,7 @@ def train_grpo(
     gen_seed = random.Random(cfg.seed + 1)
     history: list[dict] = []
     start, last_checkpoint = 1, None
-    resume = resolve_checkpoint(cfg.resume_from_checkpoint, cfg.checkpoint_dir)
+    resume = resolve_checkpoint(cfg.resume_from_checkpoint, cfg.output_dir)
     if resume is not None:
         load_weights(policy, resume)
         state, own = restore_checkpoint(resume, opt)
@@ -379,7 +388,7 @@ def train_grpo(
             own["prompts"] = next_prompts.state()
         state = {"config": asdict(cfg), "history": history}
         write = functools.partial(_save, policy, tokenizer)
-        return save_checkpoint(cfg.checkpoint_dir, step, write, state, own, cfg.save_total_limit, opt)
+        return save_checkpoint(cfg.output_dir, step, write, state, own, cfg.save_total_limit, opt)
 
     def log(row: dict) -> None:
         history.append(row)
@@ -406,12 +415,12 @@ def train_grpo(
     )
     with StopOnSignal() as stop:
         n = cfg.prompts_per_step * cfg.group_size // world  # this process's responses
-        mb_size = (cfg.minibatch_size or cfg.prompts_per_step * cfg.group_size) // world
+        mb_size = (cfg.mini_batch_size or cfg.prompts_per_step * cfg.group_size) // world
         mb = mb_size
         # One update per rollout: the update's own forward pass sees the weights that sampled, so it
         # supplies π_old and the rollout skips its log-prob pass (the ratio is then exactly 1, as in TRL's
         # GRPOTrainer).
-        single_pass = cfg.epochs == 1 and mb >= n
+        single_pass = cfg.epochs_per_rollout == 1 and mb >= n
         temp = cfg.temperature if cfg.temperature > 0 else 1.0
 
         def sample(n_prompts: int):
@@ -427,8 +436,8 @@ def train_grpo(
                     score_policy=not single_pass or sampler is not None,
                 )  # fmt: skip
             except RewardError:
-                if cfg.checkpoint_dir and dist.is_main:
-                    _save(policy, tokenizer, Path(cfg.checkpoint_dir) / "last-good")
+                if cfg.output_dir and dist.is_main:
+                    _save(policy, tokenizer, Path(cfg.output_dir) / "last-good")
                 raise
             if cfg.overlong_buffer is not None:
                 g = roll.gen
@@ -489,7 +498,7 @@ def train_grpo(
             adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
 
             stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
-            for _ in range(cfg.epochs):
+            for _ in range(cfg.epochs_per_rollout):
                 order = torch.randperm(n) if mb < n else torch.arange(n)
                 for i in range(0, n, mb):
                     idx = order[i : i + mb].to(mask.device)
@@ -561,14 +570,14 @@ def train_grpo(
             row = dist.mean_metrics(row)
             log(row)
             bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['completions/mean_length']:.1f}")
-            if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if eval_fn is not None and (step % cfg.eval_steps == 0 or step == cfg.steps):
                 log(evaluate(step))
-            if cfg.checkpoint_dir and cfg.save_steps and step % cfg.save_steps == 0:
+            if cfg.output_dir and cfg.save_steps and step % cfg.save_steps == 0:
                 last_checkpoint = checkpoint(step) or last_checkpoint
-            stop.stop_if_requested(step, functools.partial(checkpoint, step) if cfg.checkpoint_dir else None)
+            stop.stop_if_requested(step, functools.partial(checkpoint, step) if cfg.output_dir else None)
     bar.close()
     policy.eval()
-    if cfg.checkpoint_dir and dist.is_main:
-        _save(policy, tokenizer, cfg.checkpoint_dir)
-        (Path(cfg.checkpoint_dir) / "grpo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if cfg.output_dir and dist.is_main:
+        _save(policy, tokenizer, cfg.output_dir)
+        (Path(cfg.output_dir) / "grpo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return history

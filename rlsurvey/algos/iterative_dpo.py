@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
+from rlsurvey.checks import check_fields
 from rlsurvey.lm.generation import generate
 
 __all__ = ["IterativeDPOConfig", "best_worst_pairs", "iterative_dpo", "judge_pairs", "with_token_ids"]
@@ -64,6 +65,10 @@ class IterativeDPOConfig:
             raise TypeError(f"dpo must be a DPOConfig, got {type(self.dpo).__name__}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (pairs need distinct samples), got {self.temperature}")
+        check_fields(self, {
+            "rounds": "int>=1", "prompts_per_round": "int>=1", "samples_per_prompt": "int>=2",
+            "max_new_tokens": "int>=1", "temperature": ">0",
+        })  # fmt: skip
 
 
 def best_worst_pairs(

@@ -56,6 +56,8 @@ from rlsurvey.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import gae
 from rlsurvey.lm.logprobs import response_logprobs
@@ -73,14 +75,18 @@ __all__ = [
 ]
 
 
+@renamed_fields(
+    ppo_epochs="epochs_per_rollout", adam_eps="adam_epsilon", target_kl="kl_target", cliprange="clip_eps",
+    cliprange_value="clip_eps_value",
+)  # fmt: skip
 @dataclass
 class RLHFPPOConfig:
     steps: int = 40  # PPO iterations: one rollout and its update each
     batch_size: int = 64  # prompts per rollout, one response each
     num_mini_batches: int = 2  # the rollout is split into this many minibatches per epoch
-    ppo_epochs: int = 4  # passes over each rollout (PPO's K)
+    epochs_per_rollout: int = 4  # passes over each rollout (PPO's K; TRL: num_ppo_epochs)
     learning_rate: float = 3e-4  # AdamW step size for policy and value; tiny models like it large, 7B ~1e-6
-    adam_eps: float = 1e-5  # AdamW epsilon (PyTorch's 1e-8 is less stable with tiny gradients)
+    adam_epsilon: float = 1e-5  # AdamW epsilon (PyTorch's 1e-8 is less stable with tiny gradients)
     max_grad_norm: float = 1.0  # global gradient-norm clip over policy and value parameters
     max_new_tokens: int = 24  # generation budget per response
     temperature: float = 1.0  # sampling temperature; log-probs, KL and ratios are taken at the same one
@@ -88,14 +94,14 @@ class RLHFPPOConfig:
     top_p: float = 1.0  # nucleus filter while sampling (1.0: off)
     kl_coef: float = 0.05  # β of the per-token KL penalty (its start value when adaptive)
     kl_estimator: str = "k1"  # "k1" (log π − log π_ref, InstructGPT) or "k3" ((ρ − 1) − log ρ, never < 0)
-    target_kl: float | None = None  # adaptive β aims at this KL (nats per response); None keeps β fixed
+    kl_target: float | None = None  # adaptive β aims at this KL (nats per response); None keeps β fixed
     kl_horizon: int = 10_000  # adaptive controller: samples over which β moves by a factor ~e at full error
     whiten_rewards: bool = False  # rescale shaped rewards to unit variance over the rollout (mean kept)
     whiten_advantages: bool = True  # advantages to mean 0, std 1 over the rollout's response tokens
     gamma: float = 1.0  # discount; 1 because the episode (a response) is short and the score comes at its end
     lam: float = 0.95  # GAE λ: trades the value model's bias against Monte Carlo variance
-    cliprange: float = 0.2  # ε of the clipped policy ratio
-    cliprange_value: float = 0.2  # the value update is clipped to V_old ± this (in reward units)
+    clip_eps: float = 0.2  # ε of the clipped policy ratio (TRL: cliprange)
+    clip_eps_value: float = 0.2  # the value update is clipped to V_old ± this (in reward units)
     vf_coef: float = 0.1  # weight of the value loss in the joint loss
     ent_coef: float = 0.0  # weight of an entropy bonus (0: none, as in InstructGPT)
     missing_eos_penalty: float | None = None  # subtracted from the score of responses cut without EOS
@@ -108,7 +114,7 @@ class RLHFPPOConfig:
     distributed: bool | None = None  # Accelerate data parallelism; None: when launched on several processes
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "num_mini_batches", "ppo_epochs", "max_new_tokens"):
+        for name in ("steps", "batch_size", "num_mini_batches", "epochs_per_rollout", "max_new_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"RLHFPPOConfig.{name} must be a positive int, got {value!r}")
@@ -123,22 +129,20 @@ class RLHFPPOConfig:
             raise ValueError(
                 f"RLHFPPOConfig.temperature must be > 0 (PPO needs samples), got {self.temperature}"
             )
-        for name in ("learning_rate", "cliprange", "cliprange_value", "max_grad_norm"):
+        for name in ("learning_rate", "clip_eps", "clip_eps_value", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RLHFPPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.kl_coef < 0:
             raise ValueError(f"RLHFPPOConfig.kl_coef must be >= 0, got {self.kl_coef}")
-        if self.target_kl is not None and not self.target_kl > 0:
-            raise ValueError(f"RLHFPPOConfig.target_kl must be > 0 or None, got {self.target_kl}")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError(f"RLHFPPOConfig.kl_target must be > 0 or None, got {self.kl_target}")
         for name in ("gamma", "lam"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"RLHFPPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        from rlsurvey.checks import check_fields
-
         check_fields(self, {
-            "learning_rate": ">0", "adam_eps": ">0", "max_grad_norm": ">0", "temperature": ">0",
-            "top_k": "int>=0", "top_p": "(0,1]", "kl_coef": ">=0", "target_kl": ">0", "kl_horizon": "int>=1",
-            "gamma": "[0,1]", "lam": "[0,1]", "cliprange": ">0", "cliprange_value": ">0", "vf_coef": ">=0",
+            "learning_rate": ">0", "adam_epsilon": ">0", "max_grad_norm": ">0", "temperature": ">0",
+            "top_k": "int>=0", "top_p": "(0,1]", "kl_coef": ">=0", "kl_target": ">0", "kl_horizon": "int>=1",
+            "gamma": "[0,1]", "lam": "[0,1]", "clip_eps": ">0", "clip_eps_value": ">0", "vf_coef": ">=0",
             "ent_coef": ">=0", "missing_eos_penalty": ">=0", "save_steps": "int>=1",
             "save_total_limit": "int>=1",
         })  # fmt: skip
@@ -286,11 +290,11 @@ class RLHFPPOTrainer:
         c = self.config
         self.kl_ctl = (
             FixedKLController(c.kl_coef)
-            if c.target_kl is None
-            else AdaptiveKLController(c.kl_coef, c.target_kl, c.kl_horizon)
+            if c.kl_target is None
+            else AdaptiveKLController(c.kl_coef, c.kl_target, c.kl_horizon)
         )
         params = [p for m in (policy, value_model) for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=c.learning_rate, eps=c.adam_eps, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(params, lr=c.learning_rate, eps=c.adam_epsilon, weight_decay=0.0)
         self.optimizer = self.dist.prepare(self.optimizer, generates=True, policy=policy, value=value_model)
         self._rng = random.Random(c.seed)
         self._order: list[str] = []
@@ -334,12 +338,12 @@ class RLHFPPOTrainer:
         new = response_logprobs(self.policy, *args, temperature=c.temperature, with_entropy=c.ent_coef > 0)
         mask = roll.mask[idx]
         old, adv = roll.logprobs[idx], batch.advantages[idx]
-        per_token, stats = clipped_surrogate(new.token_logps, old, adv, mask, c.cliprange)
+        per_token, stats = clipped_surrogate(new.token_logps, old, adv, mask, c.clip_eps)
         pg_loss = aggregate(per_token, mask, "token_mean")
         on = mask.bool()
         v_new = token_values(self.value_model, *args)
         vf_loss, vstats = clipped_value_loss(
-            v_new[on], batch.values[idx][on], batch.returns[idx][on], c.cliprange_value
+            v_new[on], batch.values[idx][on], batch.returns[idx][on], c.clip_eps_value
         )
         loss = pg_loss + c.vf_coef * vf_loss
         if c.ent_coef > 0:
@@ -356,7 +360,8 @@ class RLHFPPOTrainer:
         return loss, metrics
 
     def update(self, batch: PPOBatch) -> dict:
-        """`ppo_epochs` passes over the rollout in `num_mini_batches` shuffled minibatches; mean metrics."""
+        """`epochs_per_rollout` passes over the rollout in `num_mini_batches` shuffled minibatches; mean
+        metrics."""
         c = self.config
         self.policy.train()
         self.value_model.train()
@@ -366,7 +371,7 @@ class RLHFPPOTrainer:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         sums: dict[str, float] = {}
         count = 0
-        for _ in range(c.ppo_epochs):
+        for _ in range(c.epochs_per_rollout):
             order = torch.randperm(n, generator=gen).to(batch.advantages.device)
             for i in range(0, n, size):
                 idx = order[i : i + size]

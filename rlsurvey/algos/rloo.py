@@ -26,6 +26,7 @@ import torch
 
 from rlsurvey.algos.grpo import GRPOConfig, train_grpo
 from rlsurvey.algos.rollout import RewardFn
+from rlsurvey.config_compat import translate
 
 __all__ = ["RLOO_DEFAULTS", "rloo_config", "train_rloo"]
 
@@ -35,22 +36,21 @@ RLOO_DEFAULTS = {
     "kl_coef": 0.05,  # β of the sequence-level KL penalty
     "kl_in_reward": True,  # the KL is part of R_i, not a separate loss term
     "aggregation": "constant",  # Σ_t over each response, one normalizer for the batch
-    "epochs": 1,  # on-policy: one gradient step per batch
-    "minibatch_size": None,  # the whole batch in that step
+    "epochs_per_rollout": 1,  # on-policy: one gradient step per batch
+    "mini_batch_size": None,  # the whole batch in that step
 }
 
 
 def rloo_config(**overrides) -> GRPOConfig:
     """A `GRPOConfig` with RLOO's choices (RLOO_DEFAULTS), any field overridden by keyword; e.g.
     `rloo_config(steps=20, prompts_per_step=8, learning_rate=1e-3)`."""
+    overrides = translate(GRPOConfig, overrides, stacklevel=2)  # old field names, with a FutureWarning
     unknown = set(overrides) - set(GRPOConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown GRPOConfig fields {sorted(unknown)}; see rlsurvey.algos.grpo.GRPOConfig")
     if overrides.get("advantage", "rloo") != "rloo":
         raise ValueError(f"RLOO uses advantage='rloo', got advantage={overrides['advantage']!r}")
-    cfg = replace(GRPOConfig(), **{**RLOO_DEFAULTS, **overrides})
-    cfg.validate()
-    return cfg
+    return replace(GRPOConfig(), **{**RLOO_DEFAULTS, **overrides})
 
 
 def train_rloo(

@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 import torch
 
 from rlsurvey.algos.rollout import RewardFn, compute_rewards
+from rlsurvey.config_compat import renamed_fields
 
 __all__ = ["LagrangeMultiplier", "LagrangianReward"]
 
 
+@renamed_fields(lr="learning_rate")
 @dataclass
 class LagrangeMultiplier:
     value: float = 1.0  # λ, the price of one unit of cost in units of reward
-    lr: float = 0.1  # α, step size of the update on ln λ
+    learning_rate: float = 0.1  # α, step size of the update on ln λ
     cost_limit: float = 0.0  # d: the constraint is E[C] ≤ d
     max_value: float = 100.0  # cap on λ, so a long violation cannot make the reward all cost
 
@@ -42,14 +44,14 @@ class LagrangeMultiplier:
             raise ValueError(
                 f"LagrangeMultiplier.value must be > 0 (it is updated in log space), got {self.value}"
             )
-        if not self.lr > 0:
-            raise ValueError(f"LagrangeMultiplier.lr must be > 0, got {self.lr}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"LagrangeMultiplier.learning_rate must be > 0, got {self.learning_rate}")
 
     def update(self, mean_cost: float) -> float:
         """One ascent step on ln λ with the measured constraint violation Ĉ − d; returns the new λ."""
         if not math.isfinite(mean_cost):
             raise ValueError(f"mean_cost must be finite, got {mean_cost}")
-        log_value = math.log(self.value) + self.lr * self.value * (mean_cost - self.cost_limit)
+        log_value = math.log(self.value) + self.learning_rate * self.value * (mean_cost - self.cost_limit)
         self.value = min(math.exp(log_value), self.max_value)
         return self.value
 

@@ -27,11 +27,14 @@ from tqdm.auto import tqdm
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 from rlsurvey.algos.iterative_dpo import with_token_ids
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields
 from rlsurvey.lm.generation import generate
 
 __all__ = ["SelfRewardingConfig", "best_worst_pairs", "self_rewarding"]
 
 
+@renamed_fields(min_score_gap="min_reward_gap")
 @dataclass
 class SelfRewardingConfig:
     rounds: int = 3  # iterations M_0 -> M_1 -> ... (the paper runs 3)
@@ -39,10 +42,18 @@ class SelfRewardingConfig:
     samples_per_prompt: int = 4  # N responses per prompt scored by the self-judge
     max_new_tokens: int = 24  # generation budget
     temperature: float = 1.0  # sampling temperature of the candidates
-    min_score_gap: float = 0.0  # drop prompts whose best and worst judge scores differ by no more than this
+    min_reward_gap: float = 0.0  # drop prompts whose best and worst judge scores differ by no more than this
     dpo: DPOConfig = field(default_factory=lambda: DPOConfig(beta=0.1, learning_rate=5e-4, num_epochs=2.0))
     seed: int = 0  # prompt order and sampling
     progress: bool = True  # show a progress bar over rounds
+
+    def __post_init__(self):
+        if not isinstance(self.dpo, DPOConfig):
+            raise TypeError(f"dpo must be a DPOConfig, got {type(self.dpo).__name__}")
+        check_fields(self, {
+            "rounds": "int>=1", "prompts_per_round": "int>=1", "samples_per_prompt": "int>=2",
+            "max_new_tokens": "int>=1", "temperature": ">0",
+        })  # fmt: skip
 
 
 def best_worst_pairs(prompts: Sequence[str], completions: Sequence[str], scores: torch.Tensor, group: int,
@@ -107,7 +118,7 @@ def self_rewarding(
         gen = generate(policy, tokenizer, batch, c.max_new_tokens, c.temperature, seed=rng.randrange(2**31))
         judge = make_judge(policy)
         scores = compute_rewards(judge, batch, gen.texts)
-        rows = best_worst_pairs(batch, gen.texts, scores, c.samples_per_prompt, c.min_score_gap)
+        rows = best_worst_pairs(batch, gen.texts, scores, c.samples_per_prompt, c.min_reward_gap)
         entry = {"round": r, "pairs": len(rows), "judge_score": scores.mean().item()}
         if reference_reward is not None:
             entry["reference_reward"] = measured()

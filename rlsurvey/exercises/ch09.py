@@ -94,7 +94,8 @@ def check_lagrange_update(fn) -> bool:
     name = "Lagrange multiplier update"
     for lam, lr, cost, limit in [(1.0, 0.1, 0.5, 0.0), (2.0, 0.05, 0.1, 0.3), (0.3, 1.0, 0.0, 0.0)]:
         got = call_safely(name, fn, lam, lr, cost, limit)
-        want = LagrangeMultiplier(value=lam, lr=lr, cost_limit=limit, max_value=math.inf).update(cost)
+        multiplier = LagrangeMultiplier(value=lam, learning_rate=lr, cost_limit=limit, max_value=math.inf)
+        want = multiplier.update(cost)
         hint = "update log(lambda), not lambda: log_new = log(lam) + lr * lam * (mean_cost - limit)"
         assert_close(name, got, want, hint, atol=1e-9)
     return passed(name)

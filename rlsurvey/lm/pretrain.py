@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields, translate
 from rlsurvey.lm.models import TinyLlamaConfig, tiny_llama
 from rlsurvey.lm.quality import encode_texts, heldout_nll, padded_batch
 from rlsurvey.lm.tokenizer import train_bpe_tokenizer, train_char_tokenizer
@@ -37,6 +39,7 @@ WORLDS = ("reviews", "arithmetic", "reasoning")
 DEFAULT_NAMES = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 
 
+@renamed_fields(lr="learning_rate", warmup="warmup_steps", grad_clip="max_grad_norm", eval_every="eval_steps")
 @dataclass
 class PretrainConfig:
     world: str = "reviews"  # "reviews", "arithmetic" or "reasoning"
@@ -44,16 +47,16 @@ class PretrainConfig:
     n_val: int = 2_000  # held-out examples (seed = `seed` + 1000): the perplexity in the model card
     steps: int = 800  # optimizer steps
     batch_size: int = 64  # examples per step
-    lr: float = 3e-3  # peak learning rate (tiny models tolerate a large one)
-    warmup: int = 100  # linear warm-up steps
+    learning_rate: float = 3e-3  # peak learning rate (tiny models tolerate a large one)
+    warmup_steps: int = 100  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW decoupled weight decay
-    grad_clip: float = 1.0  # max global gradient norm
+    max_grad_norm: float = 1.0  # max global gradient norm
     seed: int = 0  # seeds data, initialization and batch order
     vocab_size: int = 640  # BPE vocabulary bound for reviews (arithmetic is per character)
     wrong_fraction: float = 0.5  # arithmetic: fraction of corpus lines with a wrong answer
     digits: int = 2  # arithmetic: operand digits
     worked_fraction: float = 0.3  # reasoning: fraction of corpus lines that are worked solutions
-    eval_every: int = 250  # steps between held-out loss evaluations
+    eval_steps: int = 250  # steps between held-out loss evaluations
     model: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)  # architecture
 
     def __post_init__(self):
@@ -61,9 +64,15 @@ class PretrainConfig:
             raise ValueError(f"world must be one of {WORLDS}, got {self.world!r}")
         if isinstance(self.model, dict):
             self.model = TinyLlamaConfig(**self.model)
-        for name in ("n_train", "n_val", "steps", "batch_size", "eval_every"):
+        for name in ("n_train", "n_val", "steps", "batch_size", "eval_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self, {
+            "n_train": "int>=1", "n_val": "int>=1", "steps": "int>=1", "batch_size": "int>=1",
+            "learning_rate": ">0", "warmup_steps": "int>=0", "weight_decay": ">=0", "max_grad_norm": ">0",
+            "vocab_size": "int>=1", "wrong_fraction": "[0,1]", "digits": "int>=1", "worked_fraction": "[0,1]",
+            "eval_steps": "int>=1",
+        })  # fmt: skip
 
     @classmethod
     def for_world(cls, world: str, **overrides) -> PretrainConfig:
@@ -72,7 +81,7 @@ class PretrainConfig:
             base = dict(
                 n_train=40_000,
                 steps=3_000,
-                lr=4e-3,
+                learning_rate=4e-3,
                 wrong_fraction=0.6,
                 worked_fraction=0.3,
                 model=TinyLlamaConfig(
@@ -83,7 +92,7 @@ class PretrainConfig:
             base = dict(
                 n_train=40_000,
                 steps=4_500,
-                lr=4e-3,
+                learning_rate=4e-3,
                 wrong_fraction=0.25,
                 model=TinyLlamaConfig(
                     hidden_size=96, num_hidden_layers=3, intermediate_size=256, max_position_embeddings=32
@@ -95,6 +104,7 @@ class PretrainConfig:
                     hidden_size=96, num_hidden_layers=3, intermediate_size=256, max_position_embeddings=96
                 ),
             )
+        overrides = translate(cls, overrides, stacklevel=2)  # old field names, with a FutureWarning
         return cls(world=world, **{**base, **overrides})
 
 
@@ -136,14 +146,14 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
             f"got {config.model.max_position_embeddings}"
         )
     opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98)
     )
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine decay to 10% of the peak
-        if step < config.warmup:
-            return config.lr * (step + 1) / config.warmup
-        frac = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        if step < config.warmup_steps:
+            return config.learning_rate * (step + 1) / config.warmup_steps
+        frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     gen = torch.Generator().manual_seed(config.seed)
     # the held-out loss of the random initialization is the baseline that "the loss falls" is measured against
@@ -163,11 +173,11 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         opt.step()
         hist["step"].append(step)
         hist["train_loss"].append(loss.item())
-        if (step + 1) % config.eval_every == 0 or step == config.steps - 1:
+        if (step + 1) % config.eval_steps == 0 or step == config.steps - 1:
             hist["eval_step"].append(step + 1)
             hist["val_loss"].append(heldout_nll(model, tokenizer, val_texts))
             bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{hist['val_loss'][-1]:.3f}")

@@ -146,9 +146,9 @@ def model_card(name: str, config, hist: dict, q: dict) -> str:
         "## Recipe",
         f"- Command: `python -m rlsurvey.lm.pretrain --world {flag}` (1 CPU thread; seed {config.seed}).",
         f"- Architecture: {_size_line(config)}.",
-        f"- Optimizer: AdamW, peak lr {config.lr}, {config.warmup} warm-up steps, cosine decay to 10%, "
-        f"weight decay {config.weight_decay}, grad clip {config.grad_clip}; {config.steps} steps of "
-        f"{config.batch_size} examples.",
+        f"- Optimizer: AdamW, peak lr {config.learning_rate}, {config.warmup_steps} warm-up steps, "
+        f"cosine decay to 10%, weight decay {config.weight_decay}, grad clip {config.max_grad_norm}; "
+        f"{config.steps} steps of {config.batch_size} examples.",
         f"- Wall time: {hist['wall_s']:.0f} s (corpus, tokenizer and training) on one thread of a shared "
         "2-core CPU.",
         "",

@@ -29,6 +29,8 @@ from rlsurvey.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields
 from rlsurvey.distributed import get_distributed
 from rlsurvey.rewards.reward_model import RewardModel
 
@@ -98,12 +100,13 @@ def calibration(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int =
     return {"ece": ece, "mean_predicted": mean_p, "observed": freq, "count": count}
 
 
+@renamed_fields(epochs="num_epochs")
 @dataclass
 class RewardTrainingConfig:
     learning_rate: float = 1e-3  # AdamW step size; tiny models like a large one, 7B models ~1e-5
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     batch_size: int = 32  # preference pairs per optimizer step
-    epochs: int = 2  # passes over the pairs
+    num_epochs: int = 2  # passes over the pairs (TRL: num_train_epochs)
     max_length: int | None = 128  # truncate prompt + response to this many tokens (None: no truncation)
     margin_column: str | None = None  # a dataset column holding a per-pair margin m, if any
     center_rewards_coefficient: float = 0.0  # weight of mean((r_c + r_r)^2), as TRL: pins the free constant
@@ -118,10 +121,8 @@ class RewardTrainingConfig:
     resume_from_checkpoint: str | None = None  # a checkpoint directory, or "latest" in output_dir
 
     def __post_init__(self):
-        from rlsurvey.checks import check_fields
-
         check_fields(self, {
-            "learning_rate": ">0", "weight_decay": ">=0", "batch_size": "int>=1", "epochs": "int>=1",
+            "learning_rate": ">0", "weight_decay": ">=0", "batch_size": "int>=1", "num_epochs": "int>=1",
             "max_length": "int>=2", "center_rewards_coefficient": ">=0", "max_grad_norm": ">0",
             "save_steps": "int>=1", "save_total_limit": "int>=1",
         })  # fmt: skip
@@ -192,7 +193,7 @@ def train_reward_model(
     g = torch.Generator().manual_seed(config.seed)
     n = len(prompts)
     per_epoch = math.ceil(n / config.batch_size)
-    steps = config.epochs * per_epoch
+    steps = config.num_epochs * per_epoch
     history: list[dict] = []
     step, last_checkpoint = 0, None
     epoch_start = g.get_state()  # the generator before this epoch's shuffle: enough to redo the order
@@ -217,7 +218,7 @@ def train_reward_model(
     model.train()
     bar = tqdm(total=steps, initial=step, desc="reward model", disable=not config.progress)
     with StopOnSignal() as stop:
-        for epoch in range(step // per_epoch if step < steps else config.epochs, config.epochs):
+        for epoch in range(step // per_epoch if step < steps else config.num_epochs, config.num_epochs):
             skip = step - epoch * per_epoch  # batches of this epoch already done (a resumed run)
             if skip == 0:
                 epoch_start = g.get_state()

@@ -145,11 +145,11 @@ def train_objectives(
     z = ((targets - model.mean.cpu()) / model.std.cpu()).to(model.device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     g = torch.Generator().manual_seed(config.seed)
-    steps = config.epochs * math.ceil(n / config.batch_size)
+    steps = config.num_epochs * math.ceil(n / config.batch_size)
     history: list[dict] = []
     model.train()
     bar = tqdm(total=steps, desc="objective heads", disable=not config.progress)
-    for _ in range(config.epochs):
+    for _ in range(config.num_epochs):
         order = torch.randperm(n, generator=g).tolist()
         for i in range(0, n, config.batch_size):
             idx = order[i : i + config.batch_size]

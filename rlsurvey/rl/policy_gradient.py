@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields
 from rlsurvey.rl.returns import discounted_returns
 
 __all__ = [
@@ -222,6 +224,7 @@ def fit_value(value: ValueMLP, optimizer, obs: torch.Tensor, targets: torch.Tens
     return loss.item()
 
 
+@renamed_fields(lr="learning_rate", value_lr="value_learning_rate")
 @dataclass
 class PGConfig:
     env_id: str = "CartPole-v1"  # a gymnasium id with a Box observation and Discrete actions
@@ -229,8 +232,8 @@ class PGConfig:
     iterations: int = 30  # REINFORCE: batches of num_envs episodes; actor-critic: vector-env steps
     num_envs: int = 8  # REINFORCE: episodes per batch; actor-critic: parallel environments
     gamma: float = 0.99  # discount
-    lr: float = 1e-2  # Adam step size of the policy
-    value_lr: float = 1e-2  # Adam step size of the critic / baseline
+    learning_rate: float = 1e-2  # Adam step size of the policy
+    value_learning_rate: float = 1e-2  # Adam step size of the critic / baseline
     value_steps: int = 10  # REINFORCE baseline: regression steps per batch
     hidden: int = 32  # hidden width of policy and value MLPs
     value_scale: float = 20.0  # V's output is multiplied by this (CartPole returns reach ~100 at gamma .99)
@@ -244,9 +247,13 @@ class PGConfig:
                 raise ValueError(f"PGConfig.{name} must be a positive int, got {value!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"PGConfig.gamma must be in [0, 1], got {self.gamma!r}")
-        for name in ("lr", "value_lr", "value_scale"):
+        for name in ("learning_rate", "value_learning_rate", "value_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PGConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        check_fields(self, {
+            "iterations": "int>=1", "num_envs": "int>=1", "gamma": "[0,1]", "learning_rate": ">0",
+            "value_learning_rate": ">0", "value_steps": "int>=1", "hidden": "int>=1", "value_scale": ">0",
+        })  # fmt: skip
 
 
 @dataclass
@@ -276,8 +283,8 @@ def train_reinforce(cfg: PGConfig) -> PGHistory:
     """
     envs = make_vector_env(cfg.num_envs, cfg.env_id)
     policy, value = _networks(cfg, envs)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    v_opt = torch.optim.Adam(value.parameters(), lr=cfg.value_lr)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+    v_opt = torch.optim.Adam(value.parameters(), lr=cfg.value_learning_rate)
     hist = PGHistory(policy=policy, value=value if cfg.baseline else None)
     steps, t0 = 0, time.perf_counter()
     name = "REINFORCE" + (" + baseline" if cfg.baseline else "")
@@ -313,8 +320,8 @@ def train_actor_critic(cfg: PGConfig) -> PGHistory:
     """
     envs = make_vector_env(cfg.num_envs, cfg.env_id)
     policy, value = _networks(cfg, envs)
-    v_opt = torch.optim.Adam(value.parameters(), lr=cfg.value_lr)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    v_opt = torch.optim.Adam(value.parameters(), lr=cfg.value_learning_rate)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
     hist = PGHistory(policy=policy, value=value)
     n = cfg.num_envs
     ep_ret, steps, t0 = np.zeros(n), 0, time.perf_counter()

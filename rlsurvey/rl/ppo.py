@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rlsurvey.checks import check_fields
+from rlsurvey.config_compat import renamed_fields, renamed_kwargs
 from rlsurvey.rl.returns import gae_advantages
 
 __all__ = [
@@ -43,6 +45,10 @@ __all__ = [
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+@renamed_fields(
+    num_minibatches="num_mini_batches", update_epochs="epochs_per_rollout", adam_eps="adam_epsilon",
+    gae_lambda="lam", clip_coef="clip_eps", clip_coef_vf="clip_eps_value",
+)  # fmt: skip
 @dataclass
 class PPOConfig:
     env_id: str = "CartPole-v1"  # gymnasium id: Box observations, Discrete or 1-D Box actions
@@ -50,18 +56,18 @@ class PPOConfig:
     total_steps: int = 150_000  # environment steps, summed over the parallel environments
     num_envs: int = 8  # parallel environments in the SyncVectorEnv
     num_steps: int = 64  # steps per environment per rollout; batch = num_envs * num_steps
-    num_minibatches: int = 2  # the batch is split into this many minibatches per epoch
-    update_epochs: int = 4  # passes over each batch (PPO's K)
+    num_mini_batches: int = 2  # the batch is split into this many minibatches per epoch
+    epochs_per_rollout: int = 4  # passes over each batch (PPO's K)
     learning_rate: float = 1e-3  # Adam step size at the start
     anneal_lr: bool = True  # decay the step size linearly to 0 over training
-    adam_eps: float = 1e-5  # Adam epsilon; PyTorch's 1e-8 default is less stable here
+    adam_epsilon: float = 1e-5  # Adam epsilon; PyTorch's 1e-8 default is less stable here
     gamma: float = 0.99  # discount
-    gae_lambda: float = 0.9  # GAE lambda: 0 = one-step TD (low variance), 1 = Monte Carlo (no bias)
-    clip_coef: float = 0.2  # epsilon of the clipped surrogate: the ratio is kept in [1 - eps, 1 + eps]
+    lam: float = 0.9  # GAE lambda: 0 = one-step TD (low variance), 1 = Monte Carlo (no bias)
+    clip_eps: float = 0.2  # epsilon of the clipped surrogate: the ratio is kept in [1 - eps, 1 + eps]
     clip_policy: bool = True  # ablation switch: False uses the unclipped surrogate ratio * A
     norm_adv: bool = True  # normalize advantages per minibatch (mean 0, std 1)
     clip_vloss: bool = True  # clip the value update around the rollout's values
-    clip_coef_vf: float | None = None  # value clipping range; None reuses clip_coef (in reward units)
+    clip_eps_value: float | None = None  # value clipping range; None reuses clip_eps (in reward units)
     vf_coef: float = 0.5  # weight of the value loss
     ent_coef: float = 0.0  # weight of the entropy bonus
     max_grad_norm: float = 0.5  # global gradient-norm clip over all parameters
@@ -74,27 +80,34 @@ class PPOConfig:
     progress: bool = True  # show a tqdm progress bar
 
     def __post_init__(self):
-        ints = ("total_steps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden")
+        ints = ("total_steps", "num_envs", "num_steps", "num_mini_batches", "epochs_per_rollout", "hidden")
         for name in ints + ("return_window",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"PPOConfig.{name} must be a positive int, got {value!r}")
-        for name in ("gamma", "gae_lambda"):
+        for name in ("gamma", "lam"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {value!r}")
-        for name in ("learning_rate", "adam_eps", "clip_coef", "max_grad_norm", "reward_scale"):
+        for name in ("learning_rate", "adam_epsilon", "clip_eps", "max_grad_norm", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.clip_coef_vf is not None and not self.clip_coef_vf > 0:
-            raise ValueError(f"PPOConfig.clip_coef_vf must be > 0 or None, got {self.clip_coef_vf!r}")
+        if self.clip_eps_value is not None and not self.clip_eps_value > 0:
+            raise ValueError(f"PPOConfig.clip_eps_value must be > 0 or None, got {self.clip_eps_value!r}")
         if self.target_kl is not None and not self.target_kl > 0:
             raise ValueError(f"PPOConfig.target_kl must be > 0 or None, got {self.target_kl!r}")
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
+        if (self.num_envs * self.num_steps) % self.num_mini_batches:
             raise ValueError(
-                f"PPOConfig.num_minibatches must divide the batch num_envs * num_steps = "
-                f"{self.num_envs * self.num_steps}, got {self.num_minibatches}"
+                f"PPOConfig.num_mini_batches must divide the batch num_envs * num_steps = "
+                f"{self.num_envs * self.num_steps}, got {self.num_mini_batches}"
             )
+        check_fields(self, {
+            "total_steps": "int>=1", "num_envs": "int>=1", "num_steps": "int>=1", "hidden": "int>=1",
+            "num_mini_batches": "int>=1", "epochs_per_rollout": "int>=1", "learning_rate": ">0",
+            "adam_epsilon": ">0", "gamma": "[0,1]", "lam": "[0,1]", "clip_eps": ">0", "clip_eps_value": ">0",
+            "vf_coef": ">=0", "ent_coef": ">=0", "max_grad_norm": ">0", "target_kl": ">0",
+            "reward_scale": ">0", "return_window": "int>=1",
+        })  # fmt: skip
 
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -191,11 +204,12 @@ class ActorCritic(nn.Module):
         return actions, self.log_prob_entropy(obs, actions)[0]
 
 
+@renamed_kwargs(clip_coef="clip_eps")
 def clipped_policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
-    clip_coef: float = 0.2,
+    clip_eps: float = 0.2,
     clip: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """PPO's clipped surrogate (eq. 7 of arXiv 1707.06347), as a loss to minimize.
@@ -217,13 +231,13 @@ def clipped_policy_loss(
             f"logp, old_logp and advantages must share one shape, got {tuple(logp.shape)}, "
             f"{tuple(old_logp.shape)} and {tuple(advantages.shape)}"
         )
-    if not clip_coef > 0:
-        raise ValueError(f"clip_coef must be > 0, got {clip_coef!r}")
+    if not clip_eps > 0:
+        raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     if clip:
-        clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+        clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages
         loss = -torch.min(unclipped, clipped).mean()
     else:
         loss = -unclipped.mean()
@@ -232,17 +246,18 @@ def clipped_policy_loss(
             "loss/policy_avg": loss.item(),
             "policy/approxkl_k1_avg": (-log_ratio).mean().item(),
             "policy/approxkl_k3_avg": ((ratio - 1.0) - log_ratio).mean().item(),
-            "policy/clipfrac_avg": ((ratio - 1.0).abs() > clip_coef).float().mean().item(),
+            "policy/clipfrac_avg": ((ratio - 1.0).abs() > clip_eps).float().mean().item(),
             "val/ratio": ratio.mean().item(),
         }
     return loss, metrics
 
 
+@renamed_kwargs(clip_coef="clip_eps")
 def clipped_value_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,
     returns: torch.Tensor,
-    clip_coef: float = 0.2,
+    clip_eps: float = 0.2,
     clip: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """The critic's loss with PPO-style clipping around the rollout's values (as in OpenAI baselines).
@@ -263,16 +278,16 @@ def clipped_value_loss(
             f"values, old_values and returns must share one shape, got {tuple(values.shape)}, "
             f"{tuple(old_values.shape)} and {tuple(returns.shape)}"
         )
-    if not clip_coef > 0:
-        raise ValueError(f"clip_coef must be > 0, got {clip_coef!r}")
+    if not clip_eps > 0:
+        raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
     unclipped = (values - returns).pow(2)
     if clip:
-        moved = (values - old_values).clamp(-clip_coef, clip_coef)
+        moved = (values - old_values).clamp(-clip_eps, clip_eps)
         loss = 0.5 * torch.max(unclipped, (old_values + moved - returns).pow(2)).mean()
     else:
         loss = 0.5 * unclipped.mean()
     with torch.no_grad():
-        clipfrac = ((values - old_values).abs() > clip_coef).float().mean().item()
+        clipfrac = ((values - old_values).abs() > clip_eps).float().mean().item()
     return loss, {"loss/value_avg": loss.item(), "val/clipfrac_avg": clipfrac}
 
 
@@ -378,7 +393,7 @@ def _advantages(cfg, agent, buf, next_obs):
         if trunc.any():
             rewards[trunc] += cfg.gamma * agent.value(torch.from_numpy(buf["final_obs"])[trunc])
         dones = torch.from_numpy(buf["dones"])
-        adv, returns = gae_advantages(rewards, values, dones, next_value, cfg.gamma, cfg.gae_lambda)
+        adv, returns = gae_advantages(rewards, values, dones, next_value, cfg.gamma, cfg.lam)
     return {
         "obs": obs,
         "actions": actions,
@@ -390,19 +405,20 @@ def _advantages(cfg, agent, buf, next_obs):
 
 
 def _update(cfg, agent, optimizer, b):
-    """`update_epochs` passes of shuffled minibatches over the batch `b`; returns (mean metrics, epochs)."""
-    clip_vf = cfg.clip_coef_vf if cfg.clip_coef_vf is not None else cfg.clip_coef
+    """`epochs_per_rollout` passes of shuffled minibatches over the batch `b`; returns (mean metrics,
+    epochs)."""
+    clip_vf = cfg.clip_eps_value if cfg.clip_eps_value is not None else cfg.clip_eps
     sums, count, epochs = {}, 0, 0
-    for _ in range(cfg.update_epochs):
+    for _ in range(cfg.epochs_per_rollout):
         epochs += 1
         epoch_kl = []
         size = len(b["adv"])
-        for idx in torch.randperm(size).split(size // cfg.num_minibatches):
+        for idx in torch.randperm(size).split(size // cfg.num_mini_batches):
             logp, entropy = agent.log_prob_entropy(b["obs"][idx], b["actions"][idx])
             mb_adv = b["adv"][idx]
             if cfg.norm_adv:
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            pg_loss, pm = clipped_policy_loss(logp, b["logp"][idx], mb_adv, cfg.clip_coef, cfg.clip_policy)
+            pg_loss, pm = clipped_policy_loss(logp, b["logp"][idx], mb_adv, cfg.clip_eps, cfg.clip_policy)
             new_values = agent.value(b["obs"][idx])
             v_loss, vm = clipped_value_loss(
                 new_values, b["values"][idx], b["returns"][idx], clip_vf, cfg.clip_vloss
@@ -437,7 +453,7 @@ def train(config: PPOConfig) -> PPOHistory:
     torch.manual_seed(cfg.seed)
     obs_dim = envs.single_observation_space.shape[0]
     agent = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_epsilon, fused=True)
     T, N = cfg.num_steps, cfg.num_envs
     num_updates = max(1, cfg.total_steps // (T * N))
     buf = _buffers(T, N, obs_dim, envs.single_action_space)
