@@ -171,3 +171,18 @@ def test_device_targets_are_sanitized_without_reading_a_value():
 def test_interpreter_tests_in_subprocess(request):
     failures = interpreter_failures(__file__, request)
     assert not failures, "\n\n".join(failures)
+
+
+def test_reference_log_probs_are_bitwise_those_of_token_logprobs_when_the_entropy_is_only_logged():
+    """A trainer that logs the entropy must train exactly as one that does not: same values, and, when the
+    entropy takes no part in the loss, the same gradient bit for bit (Adam's first step is sign-like, so
+    rounding differences in tiny gradients would change the update)."""
+    logits, targets = _case((4, 9), 301, seed=9)
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    lp, h = token_logprobs_and_entropy(x, targets, temperature=0.7, backend="torch")
+    want = token_logprobs(y, targets, temperature=0.7, backend="torch")
+    assert torch.equal(lp, want)
+    upstream = torch.randn(lp.shape, generator=torch.Generator().manual_seed(1))
+    (lp * upstream).sum().backward()
+    (want * upstream).sum().backward()
+    assert torch.equal(x.grad, y.grad)

@@ -43,6 +43,8 @@ from rlsurvey.kernels.logprobs import (
     _chunk_rows,
     _scaled,
     block_size,
+    chunk_backward,
+    chunk_forward,
     num_warps,
     token_logprobs_naive,
 )
@@ -78,30 +80,43 @@ def _chunk_terms(x, targets, ignore_index: int, temperature: float):
 
 
 class _ChunkedLogprobsEntropy(torch.autograd.Function):
+    """The log-probs are computed, forward and backward, with exactly the arithmetic of
+    `token_logprobs_reference` (so a trainer that logs the entropy trains bit for bit as one that does not);
+    the entropy comes from the same float32 chunk. When the entropy is only logged, its gradient arrives as
+    None and the backward pass is the log-probs' alone."""
+
     @staticmethod
     def forward(ctx, logits, targets, ignore_index, temperature, chunk_rows):
+        ctx.set_materialize_grads(False)
         n, acc = logits.shape[0], compute_dtype(logits.dtype)
-        logp = torch.zeros(n, dtype=acc, device=logits.device)
-        h = torch.zeros(n, dtype=acc, device=logits.device)
+        logp = torch.empty(n, dtype=acc, device=logits.device)
+        lse = torch.empty(n, dtype=acc, device=logits.device)
+        h = torch.empty(n, dtype=acc, device=logits.device)
         for s in range(0, n, chunk_rows):
             sl = slice(s, s + chunk_rows)
-            z, _, q, log_s, valid = _chunk_terms(logits[sl], targets[sl], ignore_index, temperature)
-            picked = z.gather(1, torch.where(valid, targets[sl], 0)[:, None]).squeeze(1)
-            logp[sl] = torch.where(valid, picked - log_s, 0.0)
+            logp[sl], lse[sl] = chunk_forward(logits[sl], targets[sl], ignore_index, temperature)
+            _, _, q, log_s, valid = _chunk_terms(logits[sl], targets[sl], ignore_index, temperature)
             h[sl] = torch.where(valid, log_s - q, 0.0)
-        ctx.save_for_backward(logits, targets)
+        ctx.save_for_backward(logits, targets, lse)
         ctx.ignore_index, ctx.temperature, ctx.chunk_rows = ignore_index, temperature, chunk_rows
         return logp, h
 
     @staticmethod
     def backward(ctx, grad_logp, grad_h):
-        logits, targets = ctx.saved_tensors
+        logits, targets, lse = ctx.saved_tensors
+        if grad_logp is None and grad_h is None:
+            return None, None, None, None, None
         grad = torch.empty_like(logits)
         acc = compute_dtype(logits.dtype)
         for s in range(0, logits.shape[0], ctx.chunk_rows):
             sl = slice(s, s + ctx.chunk_rows)
+            if grad_h is None:  # the entropy was only logged: the log-probs' own backward
+                args = (targets[sl], lse[sl], grad_logp[sl], ctx.ignore_index, ctx.temperature)
+                grad[sl] = chunk_backward(logits[sl], *args)
+                continue
             z, p, q, _, valid = _chunk_terms(logits[sl], targets[sl], ctx.ignore_index, ctx.temperature)
-            a = torch.where(valid, grad_logp[sl].to(acc), 0.0)[:, None]
+            a = torch.zeros_like(q) if grad_logp is None else grad_logp[sl].to(acc)
+            a = torch.where(valid, a, 0.0)[:, None]
             b = torch.where(valid, grad_h[sl].to(acc), 0.0)[:, None]
             d = p * (torch.where(p > 0, q[:, None] - z, 0.0) * b - a)
             d.scatter_add_(1, torch.where(valid, targets[sl], 0)[:, None], a)
@@ -236,6 +251,7 @@ def _as_3d(x: torch.Tensor) -> torch.Tensor:
 class _TritonLogprobsEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits3, targets, ignore_index, temperature):
+        ctx.set_materialize_grads(False)
         b, r, v = logits3.shape
         n = b * r
         logp, h, lse, m, q = (torch.empty(n, dtype=torch.float32, device=logits3.device) for _ in range(5))
@@ -251,6 +267,10 @@ class _TritonLogprobsEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logp, grad_h):
         logits3, targets, lse, m, q = ctx.saved_tensors
+        if grad_logp is None and grad_h is None:
+            return None, None, None, None
+        grad_logp = torch.zeros_like(lse) if grad_logp is None else grad_logp
+        grad_h = torch.zeros_like(lse) if grad_h is None else grad_h
         b, r, v = logits3.shape
         grad = torch.empty((b, r, v), dtype=logits3.dtype, device=logits3.device)
         block = block_size(v)
