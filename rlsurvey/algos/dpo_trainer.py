@@ -208,7 +208,7 @@ def _lm_head_logps(model, hidden: torch.Tensor, targets: torch.Tensor, fused: bo
 
 
 def _first_fit(lens: list[int], width: int) -> tuple[list[int], list[tuple[int, int]]]:
-    """First-fit decreasing into rows of `width`: (each row's filled length, each sequence's (row, column))."""
+    """First-fit decreasing into rows of `width`: (each row's filled length, each sequence's (row, col))."""
     fill: list[int] = []
     place = [(0, 0)] * len(lens)
     for i in sorted(range(len(lens)), key=lens.__getitem__, reverse=True):
@@ -242,9 +242,10 @@ class SequenceBatch:
     | prompts   | n x [P_i] | prompt token ids (int64 tensors, no padding)         |
     | responses | n x [R_i] | response token ids (EOS included when wanted)        |
 
-    Packed: sequences go first-fit, longest first, into rows as wide as the longest one; position ids
-    restart at 0 per sequence and no attention mask is passed, which transformers reads as packed sequences
-    (block-diagonal causal attention). Column c of a row predicts column c + 1, so response token t of a
+    Packed: sequences go first-fit, longest first, into rows (`_pack_rows`); position ids restart at 0 per
+    sequence, and the block-diagonal causal mask they imply is built once per batch and passed to SDPA and
+    eager attention (other implementations, such as flash attention, read packed sequences from the
+    position ids alone). Column c of a row predicts column c + 1, so response token t of a
     sequence starting at column o is read at column o + P_i - 1 + t. Padded: prompts on the left, responses
     on the right, scored by `rlsurvey.lm.logprobs.response_logprobs`, the course's reference path.
     """
@@ -283,6 +284,14 @@ class SequenceBatch:
         targets[flat[scored]] = seq[scored.nonzero().squeeze(1) + 1]
         owner[flat[scored]] = who[scored]
         ids, pos, targets, owner = (t.view(rows, width) for t in (ids, pos, targets, owner))
+        # the block-diagonal causal mask the position ids imply, built once and given to every model that
+        # scores this batch (the policy and a live reference) instead of each deriving it again
+        seq_id = torch.full((rows * width,), -1, dtype=torch.long)
+        seq_id[flat] = who
+        seq_id = seq_id.view(rows, width)
+        same = (seq_id[:, :, None] == seq_id[:, None, :]) & (seq_id[:, :, None] >= 0)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        self.mask = ((same & causal) | torch.eye(width, dtype=torch.bool))[:, None].to(device)  # pads: self
         for row, f in enumerate(fill):
             pos[row, f:] -= f  # a row's unused tail is one more sequence, starting at position 0
         keep = (targets != -100).flatten()
@@ -308,10 +317,27 @@ class SequenceBatch:
             owner = torch.arange(self.n, device=keep.device)[:, None].expand_as(keep)
             return tok[keep], owner[keep]
         hidden = model.base_model(
-            input_ids=self.ids, position_ids=self.pos, use_cache=False
+            input_ids=self.ids,
+            position_ids=self.pos,
+            attention_mask=self._attention_mask(model),
+            use_cache=False,
         ).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])[self.keep]  # (tokens, H): response positions only
         return _lm_head_logps(model, hidden, self.targets, fused_lm_head), self.owner
+
+    def _attention_mask(self, model) -> torch.Tensor | None:
+        """The packed rows' block-diagonal causal mask in the form the model's attention takes: boolean
+        (True: attend) for SDPA, additive float for the eager implementation; None for any other (flash
+        attention reads packed sequences from the position ids alone)."""
+        impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        if impl == "sdpa":
+            return self.mask
+        if impl == "eager":
+            dtype = next(model.parameters()).dtype
+            return torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device).masked_fill(
+                ~self.mask, torch.finfo(dtype).min
+            )
+        return None
 
     def logps(self, model, fused_lm_head: bool = False) -> torch.Tensor:
         """[n] summed response log-probs Σ_t log π(y_t | x, y_<t) (eq. 1 of rlsurvey.lm), float32."""
