@@ -30,7 +30,7 @@ def test_ch04_kl_k3():
 
 def test_ch04_entropy():
     assert ch04.check_entropy(ch04.reference_entropy)
-    with pytest.raises(ExerciseError, match="T=0.5"):  # ignores the temperature
+    with pytest.raises(ExerciseError, match="temperature=0.5"):  # ignores the temperature
         ch04.check_entropy(lambda lo, t: ch04.reference_entropy(lo, 1.0))
 
 

@@ -40,12 +40,12 @@ __all__ = [
     "reference_advantage",
 ]
 
-RETURN_REWARDS = (0.0, -1.0, 0.0, 0.0, 2.0)  # r_1 ... r_5 of one episode
+RETURN_REWARDS = (0.0, -1.0, 0.0, 0.0, 2.0)  # r_0 ... r_4 of one episode (r_t: the reward of step t)
 RETURN_GAMMA = 0.9
 
 
 def reference_discounted_returns(rewards, gamma: float) -> np.ndarray:
-    """G_t = r_{t+1} + gamma G_{t+1}, G_T = 0 (Sutton & Barto eq. 3.9), for t = 0 ... T-1."""
+    """G_t = r_t + gamma G_{t+1}, G_T = 0, for t = 0 ... T-1 (Sutton & Barto eq. 3.9: their R_{t+1})."""
     out, g = np.zeros(len(rewards)), 0.0
     for t in reversed(range(len(rewards))):
         g = rewards[t] + gamma * g
@@ -54,7 +54,7 @@ def reference_discounted_returns(rewards, gamma: float) -> np.ndarray:
 
 
 def reference_return_by_hand() -> float:
-    """G_0 of RETURN_REWARDS: r_1 + gamma r_2 + gamma^2 r_3 + ..."""
+    """G_0 of RETURN_REWARDS: r_0 + gamma r_1 + gamma^2 r_2 + ..."""
     return sum(RETURN_GAMMA**k * r for k, r in enumerate(RETURN_REWARDS))
 
 
@@ -114,7 +114,7 @@ def check_return_by_hand(value) -> bool:
     if not isinstance(value, (int, float, np.floating)):
         raise ExerciseError(f"{name}: expected a number, got {type(value).__name__}")
     expected = reference_discounted_returns(RETURN_REWARDS, RETURN_GAMMA)[0]
-    hint = "G_0 = r_1 + gamma r_2 + gamma^2 r_3 + ...: the k-th reward is multiplied by gamma^(k-1)."
+    hint = "G_0 = r_0 + gamma r_1 + gamma^2 r_2 + ...: the reward r_k is multiplied by gamma^k."
     assert_close(name, value, expected, hint=hint)
     return passed(name)
 
@@ -126,7 +126,7 @@ def check_discounted_returns(fn) -> bool:
     for T, gamma in [(1, 0.9), (6, 0.0), (9, 1.0), (13, 0.95)]:
         rewards = rng.normal(size=T).round(2).tolist()
         got = _as_array(name, call_safely(name, fn, list(rewards), gamma))
-        hint = "go backwards: G_{T-1} = r_T, then G_t = r_{t+1} + gamma * G_{t+1}."
+        hint = "go backwards: G_{T-1} = r_{T-1}, then G_t = r_t + gamma * G_{t+1}."
         assert_close(name, got, reference_discounted_returns(rewards, gamma), hint=hint)
     return passed(name)
 

@@ -36,7 +36,7 @@ def reference_clipped_surrogate(logp, old_logp, advantages, clip_coef):
 
 
 def reference_approx_kl(logp, old_logp):
-    """k1 = mean(-log r), k3 = mean((r - 1) - log r), r = exp(logp - old_logp), samples from pi_old."""
+    """k1 = mean(-log rho), k3 = mean((rho - 1) - log rho), rho = exp(logp - old_logp), samples of pi_old."""
     log_r = logp - old_logp
     return (-log_r).mean(), (log_r.exp() - 1 - log_r).mean()
 
@@ -100,8 +100,8 @@ def check_approx_kl(fn) -> bool:
     name = "approximate KL"
     gen = torch.Generator().manual_seed(8)
     hint = (
-        "with log r = logp - old_logp: k1 = mean(-log r) (unbiased, can be negative), "
-        "k3 = mean((r - 1) - log r) (unbiased and never negative)."
+        "with log rho = logp - old_logp: k1 = mean(-log rho) (unbiased, can be negative), "
+        "k3 = mean((rho - 1) - log rho) (unbiased and never negative)."
     )
     for n, spread in [(10, 0.1), (200, 0.4), (50, 1.0)]:
         new, old = _batch(gen, n, spread)
@@ -147,8 +147,8 @@ def check_early_stop(fn) -> bool:
     name = "early stop on KL"
     gen = torch.Generator().manual_seed(10)
     hint = (
-        "per minibatch k3 = mean((r - 1) - log r) with log r = logp - old_logp; stop when the mean of the "
-        "minibatches' k3 is above target_kl. k1 = mean(-log r) is noisier and can even be negative."
+        "per minibatch k3 = mean((rho - 1) - log rho) with log rho = logp - old_logp; stop when the mean "
+        "of the minibatches' k3 is above target_kl. k1 = mean(-log rho) is noisier and can even be negative."
     )
     for m, b, spread in [(4, 16, 0.3), (2, 64, 0.1), (8, 8, 0.6), (1, 32, 0.05)]:
         old = -torch.rand(m, b, generator=gen, dtype=torch.float64) * 2

@@ -2,10 +2,11 @@
 
 1. `check_sequence_logprob(fn)`: fn(logits [B, R, V], response_ids [B, R], mask [B, R]) -> [B], the
    log-probability of each response: sum_t m_t log softmax(logits_t)[y_t].
-2. `check_kl_k3(fn)`: fn(logp, ref_logp) -> Schulman's k3 per token, (r - 1) - log r with r = exp(ref - logp).
-3. `check_entropy(fn)`: fn(logits [..., V], temperature) -> [...], the entropy of softmax(logits / T).
-4. `check_tilt_kl(fn)`: fn(mass, b) -> KL(q || p) of one step, where q tilts p by adding b to the logits of a
-   set of tokens that p gives probability `mass`: the KL depends on that mass and b only.
+2. `check_kl_k3(fn)`: fn(logp, ref_logp) -> Schulman's k3 per token, (rho - 1) - log rho with
+   rho = pi_ref / pi = exp(ref - logp).
+3. `check_entropy(fn)`: fn(logits [..., V], temperature) -> [...], the entropy of softmax(logits / tau).
+4. `check_tilt_kl(fn)`: fn(mass, u) -> KL(pi_u || pi) of one step, where pi_u tilts pi by adding u to the
+   logits of a set S of tokens that pi gives probability `mass`: the KL depends on that mass and u only.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def check_kl_k3(fn) -> bool:
     logp = -torch.rand(64, generator=g).double() * 5
     ref = -torch.rand(64, generator=g).double() * 5
     got = call_safely(name, fn, logp, ref)
-    hint = "r = pi_ref / pi = exp(ref_logp - logp); k3 = (r - 1) - log r, which is never negative"
+    hint = "rho = pi_ref / pi = exp(ref_logp - logp); k3 = (rho - 1) - log rho, which is never negative"
     assert_close(name, got, reference_kl_k3(logp, ref), hint, atol=1e-6)
     return passed(name)
 
@@ -86,16 +87,16 @@ def check_entropy(fn) -> bool:
     logits = torch.randn(5, 9, 13, generator=g) * 3
     for t in (1.0, 0.5, 2.0):
         got = call_safely(name, fn, logits, t)
-        hint = "H = -sum_v p_v log p_v with p = softmax(logits / temperature); divide by T before the softmax"
-        assert_close(f"{name} (T={t})", got, reference_entropy(logits, t), hint, atol=1e-4)
+        hint = "H = -sum_v p_v log p_v with p = softmax(logits / temperature): divide before the softmax"
+        assert_close(f"{name} (temperature={t})", got, reference_entropy(logits, t), hint, atol=1e-4)
     return passed(name)
 
 
 def reference_tilt_kl(mass: float, b: float) -> float:
-    """KL(q || p) with q(v) = p(v) e^(b 1[v in S]) / Z, Z = 1 - m + m e^b, m = p(S):
-    KL = b q(S) - log Z, with q(S) = m e^b / Z (computed in logs so a large b cannot overflow)."""
+    """KL(pi_u || pi) with u = `b`, pi_u(v) = pi(v) e^(u 1[v in S]) / Z, Z = 1 - mass + mass e^u, and
+    mass = pi(S): KL = u pi_u(S) - log Z, with pi_u(S) = mass e^u / Z (in logs: a large u cannot overflow)."""
     if not 0 < mass < 1:
-        return 0.0  # the tilt rescales every token alike: q = p
+        return 0.0  # the tilt rescales every token alike: pi_u = pi
     hi, lo = max(math.log1p(-mass), math.log(mass) + b), min(math.log1p(-mass), math.log(mass) + b)
     log_z = hi + math.log1p(math.exp(lo - hi))  # log(1 - m + m e^b) without overflow
     q_set = math.exp(math.log(mass) + b - log_z)
@@ -103,11 +104,12 @@ def reference_tilt_kl(mass: float, b: float) -> float:
 
 
 def check_tilt_kl(fn) -> bool:
-    """fn(mass, b) -> KL(q || p) in nats, one step of the tilted policy of section 5."""
+    """fn(mass, u) -> KL(pi_u || pi) in nats, one step of the tilted policy of section 5."""
     name = "KL of a tilt"
     hint = (
-        "q = p e^(b 1_S) / Z with Z = sum_v p(v) e^(b 1_S(v)) = 1 - m + m e^b; KL(q || p) = E_q[log q/p] = "
-        "b q(S) - log Z, q(S) = m e^b / Z. Only the mass m of the tilted set enters."
+        "pi_u = pi e^(u 1_S) / Z with Z = sum_v pi(v) e^(u 1_S(v)) = 1 - mass + mass e^u; "
+        "KL(pi_u || pi) = E_{pi_u}[log pi_u/pi] = u pi_u(S) - log Z, pi_u(S) = mass e^u / Z. "
+        "Only the mass of the tilted set enters."
     )
     for mass, b in [(0.1, 1.0), (0.1, 4.0), (0.3, 4.0), (0.02, 8.0), (0.5, -2.0), (0.05, 16.0), (0.9, 0.5)]:
         got = call_safely(name, fn, mass, b)
@@ -115,7 +117,7 @@ def check_tilt_kl(fn) -> bool:
             got = float(got)
         except (TypeError, ValueError) as exc:
             raise ExerciseError(f"{name}: expected a number, got {type(got).__name__}. Hint: {hint}") from exc
-        assert_close(f"{name} (mass={mass}, b={b})", got, reference_tilt_kl(mass, b), hint, atol=1e-6)
+        assert_close(f"{name} (mass={mass}, u={b})", got, reference_tilt_kl(mass, b), hint, atol=1e-6)
     return passed(name)
 
 
