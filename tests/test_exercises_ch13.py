@@ -74,3 +74,47 @@ def test_masked_gae():
     for wrong in (ignores_mask, zero_bootstrap_at_holes):
         with pytest.raises(ExerciseError):
             ex.check_masked_gae(wrong)
+
+
+def test_entropy_grad():
+    assert ex.check_entropy_grad(ex.reference_entropy_grad)
+    no_temperature = lambda x, t: ex.reference_entropy_grad(x, t) * t  # noqa: E731
+    sign_flipped = lambda x, t: -ex.reference_entropy_grad(x, t)  # noqa: E731
+    no_entropy_term = lambda x, t: -torch.softmax(x / t, -1) * torch.log_softmax(x / t, -1) / t  # noqa: E731
+    for wrong in (no_temperature, sign_flipped, no_entropy_term):
+        with pytest.raises(ExerciseError):
+            ex.check_entropy_grad(wrong)
+
+
+def test_merge_states():
+    assert ex.check_merge_states(ex.reference_merge_states)
+
+    def no_rescale(a, b):
+        return max(a[0], b[0]), a[1] + b[1]
+
+    def no_guard(a, b):  # NaN when one half is all -inf
+        m = max(a[0], b[0])
+        return m, a[1] * math.exp(a[0] - m) + b[1] * math.exp(b[0] - m)
+
+    def keeps_first_max(a, b):
+        return a[0], a[1] + b[1] * math.exp(b[0] - a[0])
+
+    for wrong in (no_rescale, keeps_first_max, lambda a, b: a):
+        with pytest.raises(ExerciseError):
+            ex.check_merge_states(wrong)
+    # no_guard only fails where a half is all -inf: the check includes such a row
+    with pytest.raises(ExerciseError):
+        ex.check_merge_states(no_guard)
+
+
+def test_bandwidth_fraction():
+    assert ex.check_bandwidth_fraction(ex.reference_bandwidth_fraction)
+    for wrong in (
+        lambda n, v, e, sec, bw, back: n * v * e / sec / bw,  # forgets the backward's traffic
+        lambda n, v, e, sec, bw, back: (
+            (2 if back else 1) * n * v * e / sec / bw
+        ),  # forgets the gradient write
+        lambda n, v, e, sec, bw, back: (3 if back else 1) * n * v / sec / bw,  # forgets the element size
+    ):
+        with pytest.raises(ExerciseError):
+            ex.check_bandwidth_fraction(wrong)

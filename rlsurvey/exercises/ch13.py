@@ -1,16 +1,21 @@
-"""Checks for the exercises of chapter 13 (GPU kernels): online softmax, the log-prob gradient, the roofline
-and masked GAE. Papers: online softmax, arXiv 1805.02867; GAE, arXiv 1506.02438; survey arXiv 2412.10400.
+"""Checks for the exercises of chapter 13 (GPU kernels): the entropy's gradient, merging online-softmax
+states, the bandwidth a kernel reaches, masked GAE and the compute-bound chunk. Papers: online softmax, arXiv
+1805.02867; GAE, arXiv 1506.02438; survey arXiv 2412.10400.
 
-1. `check_online_update(fn)`: fn(m, s, tile) -> (m_new, s_new), one step of the online softmax; driven
-   over the blocks of a vector, m + log s must end as its logsumexp.
-2. `check_logprob_grad(fn)`: fn(logits [N, V], targets [N], temperature) -> d(sum_t log p_t)/d logits.
-3. `check_roofline_time(fn)`: fn(flops, bytes, peak_flops, peak_bandwidth) -> the roofline's lower bound
-   on the run time, in seconds.
+1. `check_entropy_grad(fn)`: fn(logits [N, V], temperature) -> the gradient [N, V] of sum_t H_t, with H_t the
+   entropy of softmax(logits_t / temperature) (the chapter derives the log-prob's gradient, not this one).
+2. `check_merge_states(fn)`: fn((m1, s1), (m2, s2)) -> (m, s): the online-softmax state of a row from the
+   states of its two halves, as when two programs share one row (the chapter folds tiles one by one).
+3. `check_bandwidth_fraction(fn)`: fn(tokens, vocab, elem_bytes, seconds, peak_bandwidth, backward) -> the
+   share of the peak bandwidth a log-prob kernel reached, counting the least bytes it must move.
 4. `check_masked_gae(fn)`: fn(rewards [B, T], values [B, T], mask [B, T] bool, gamma, lam) -> advantages,
    skipping masked positions as rlsurvey.kernels.gae does.
 5. `check_chunk_size(fn)`: fn(H, V, peak_flops, peak_bandwidth) -> the smallest chunk of C tokens whose logits
    matmul [C, H] @ [H, V] is compute-bound, counting 2 C H V FLOPs and 2 (C H + H V + C V) bytes (bf16
    hidden chunk and weight read, the chunk's logits written), as section 1 counts the LM head.
+
+`check_online_update`, `check_logprob_grad` and `check_roofline_time` check the chapter's own worked steps
+(the online update, equation (4) and the roofline bound); they are kept for teachers who want them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from rlsurvey.kernels import gae_reference, token_logprobs_naive
 
 __all__ = [
     "EXERCISES",
+    "check_bandwidth_fraction",
+    "check_entropy_grad",
+    "check_merge_states",
+    "reference_bandwidth_fraction",
+    "reference_entropy_grad",
+    "reference_merge_states",
     "check_chunk_size",
     "reference_chunk_size",
     "reference_masked_gae",
@@ -200,18 +211,119 @@ def check_chunk_size(fn) -> bool:
     return passed(name)
 
 
+def reference_entropy_grad(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """d(sum_t H_t)/d logits with p = softmax(x / T): dH/dx_v = -p_v (log p_v + H) / T, row by row."""
+    logp = torch.log_softmax(logits.double() / temperature, dim=-1)
+    p = logp.exp()
+    h = -(p * logp).sum(-1, keepdim=True)
+    return -p * (logp + h) / temperature
+
+
+def check_entropy_grad(fn) -> bool:
+    """fn(logits [N, V], temperature) -> gradient [N, V] of the summed entropies."""
+    name = "entropy gradient"
+    gen = torch.Generator().manual_seed(37)
+    hint = (
+        "with p = softmax(x / T) and H = -sum_v p_v log p_v: dH/dx_v = -p_v (log p_v + H) / T. Derive it "
+        "from d p_u / d x_v = p_u (1[u = v] - p_v) / T; the gradient of each row sums to zero."
+    )
+    for n, v, temperature in [(3, 5, 1.0), (4, 17, 0.7), (2, 50, 2.0)]:
+        logits = torch.randn(n, v, generator=gen, dtype=torch.float64) * 3
+        got = call_safely(name, fn, logits.clone(), temperature)
+        x = logits.clone().requires_grad_()
+        logp = torch.log_softmax(x / temperature, dim=-1)
+        (-(logp.exp() * logp).sum()).backward()
+        assert_close(name, got, x.grad, hint=hint)
+    return passed(name)
+
+
+def reference_merge_states(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """(m, s) of a row from its halves' (m1, s1) and (m2, s2): m = max(m1, m2), each sum rescaled to m."""
+    (m1, s1), (m2, s2) = a, b
+    m = max(m1, m2)
+    if m == -math.inf:
+        return m, 0.0
+    return m, s1 * math.exp(m1 - m) + s2 * math.exp(m2 - m)
+
+
+def check_merge_states(fn) -> bool:
+    """fn((m1, s1), (m2, s2)) -> (m, s); checked by splitting rows at every point and comparing m + log s
+    with the row's log-sum-exp."""
+    name = "merging online-softmax states"
+    gen = torch.Generator().manual_seed(41)
+    hint = (
+        "m = max(m1, m2); s = s1 * exp(m1 - m) + s2 * exp(m2 - m). A half of only -inf has (m, s) = "
+        "(-inf, 0) and must contribute 0, not NaN; so must both."
+    )
+    rows = [
+        torch.randn(40, generator=gen, dtype=torch.float64) * 5,
+        torch.randn(23, generator=gen, dtype=torch.float64) * 90 + 700,  # exp(x) alone overflows
+        torch.tensor([-math.inf] * 6 + [1.5, -2.0, 0.25], dtype=torch.float64),  # a first half of only -inf
+    ]
+    for x in rows:
+        for cut in range(1, x.numel()):
+            halves = [x[:cut], x[cut:]]
+            states = [(h.max().item(), 0.0) for h in halves]
+            states = [
+                (m, 0.0 if m == -math.inf else torch.exp(h - m).sum().item())
+                for (m, _), h in zip(states, halves)
+            ]
+            got = call_safely(name, fn, states[0], states[1])
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                raise ExerciseError(f"{name}: return the pair (m, s), got {got!r}. Hint: {hint}")
+            m, total = (float(v) for v in got)
+            if m != x.max().item():
+                raise ExerciseError(
+                    f"{name}: m should be the row's max {x.max().item()}, got {m}. Hint: {hint}"
+                )
+            lse = m + math.log(total) if total > 0 else float("nan")
+            assert_close(name, lse, torch.logsumexp(x, 0), hint=hint)
+    got = call_safely(name, fn, (-math.inf, 0.0), (-math.inf, 0.0))  # two halves of only -inf (padding)
+    if not isinstance(got, (tuple, list)) or len(got) != 2 or got[0] != -math.inf or got[1] != 0:
+        raise ExerciseError(f"{name}: two empty states must merge to (-inf, 0), got {got!r}. Hint: {hint}")
+    return passed(name)
+
+
+def reference_bandwidth_fraction(
+    tokens: int, vocab: int, elem_bytes: int, seconds: float, peak_bandwidth: float, backward: bool
+) -> float:
+    """The least bytes over the time, as a share of the peak: the forward reads the logits once; forward and
+    backward read them twice and write their gradient once (3x)."""
+    floor = (3 if backward else 1) * tokens * vocab * elem_bytes
+    return floor / seconds / peak_bandwidth
+
+
+def check_bandwidth_fraction(fn) -> bool:
+    """fn(tokens, vocab, elem_bytes, seconds, peak_bandwidth, backward) -> a fraction (float)."""
+    name = "bandwidth fraction"
+    hint = (
+        "count the least traffic: the forward must read every logit once (tokens x vocab x elem_bytes); "
+        "forward plus backward read them twice (the backward recomputes the softmax) and write the gradient "
+        "once, three times that. Divide by the time, then by the peak bandwidth."
+    )
+    cases = [
+        (8192, 151936, 2, 1.0e-3, 4.8e12, False),  # bf16 on an H200, forward
+        (8192, 151936, 2, 3.5e-3, 4.8e12, True),  # forward and backward
+        (4096, 32000, 4, 2.0e-4, 3.35e12, True),  # float32 logits on an H100
+    ]
+    for case in cases:
+        got = call_safely(name, fn, *case)
+        assert_close(name, got, reference_bandwidth_fraction(*case), hint=hint, atol=0.0, rtol=1e-9)
+    return passed(name)
+
+
 def _unfinished_update(m, s, tile):
     m_new = max(m, tile.max().item())
     return m_new, s + torch.exp(tile.double() - m_new).sum().item()  # the old sum is not rescaled
 
 
 EXERCISES = (
-    Exercise(1, "One step of the online softmax", check_online_update, reference_online_update,
-             _unfinished_update),
-    Exercise(2, "The log-prob gradient", check_logprob_grad, reference_logprob_grad,
-             lambda logits, targets, t: reference_logprob_grad(logits, targets, t) * t),
-    Exercise(3, "The roofline bound", check_roofline_time, reference_roofline_time,
-             lambda flops, nbytes, peak_flops, bw: flops / peak_flops),
+    Exercise(1, "The entropy's gradient", check_entropy_grad, reference_entropy_grad,
+             lambda logits, t: reference_entropy_grad(logits, t) * t),
+    Exercise(2, "Merging two online-softmax states", check_merge_states, reference_merge_states,
+             lambda a, b: (max(a[0], b[0]), a[1] + b[1])),
+    Exercise(3, "The bandwidth a kernel reached", check_bandwidth_fraction, reference_bandwidth_fraction,
+             lambda n, v, e, sec, bw, back: n * v * e / sec / bw),
     Exercise(4, "Masked GAE", check_masked_gae, reference_masked_gae,
              lambda r, v, m, g, lam: gae_reference(r, v, torch.ones_like(m), g, lam)[0]),
     Exercise(5, "When does the chunked matmul become compute-bound?", check_chunk_size, reference_chunk_size,
