@@ -21,7 +21,7 @@ def test_route_takes_the_first_chapter_of_each_method():
     survey = load_survey_map()
     firsts = {
         m: min(
-            c for s in survey.sections for p in s.parts for x in p.methods if x.name == m for c in p.chapters
+            c for s in survey.sections for p in s.parts for x in p.methods if x.name == m for c in x.chapters
         )
         for m in ("DPO", "KTO", "InstructGPT")
     }

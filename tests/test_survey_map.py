@@ -103,8 +103,12 @@ def _raw():
         ),
         (lambda d: d["sections"][0]["parts"][0].update(chapters=[]), KNOWN),
         (lambda d: d["sections"][3]["parts"][0]["methods"][0].update(arxiv="24.1"), r"arxiv must be an id"),
-        (lambda d: d["sections"][3]["parts"][0]["methods"][0].update(arxiv=None), "needs a 'cite'"),
+        (lambda d: d["sections"][3]["parts"][0]["methods"][1].update(arxiv=None), "needs a 'cite'"),
         (lambda d: d["sections"][1].update(parts=[]), r"sections\[1\]\.parts must not be empty"),
+        (
+            lambda d: d["sections"][0]["parts"][0]["methods"][0].update(chapters=[7]),
+            r"methods\[0\]\.chapters must list chapters of its part",
+        ),
         (lambda d: d["sections"].append(copy.deepcopy(d["sections"][0])), "distinct ids"),
     ],
 )
@@ -135,18 +139,102 @@ def test_notebook_table_reads_runtimes_from_headers(tmp_path, survey):
     header = {
         "cell_type": "markdown",
         "metadata": {},
-        "source": ["# 01 · RL basics\n", "**CPU runtime:** 42 s\n"],
+        "source": [
+            "# 01 · RL basics\n",
+            "**CPU runtime:** 1 min 42 s wall (87 s of CPU time, one thread), measured with the defaults\n",
+            "on 2 idle cores; section 3 is most of it. **On a GPU:** nothing changes.\n",
+        ],
     }
     (tmp_path / "01_rl_basics.ipynb").write_text(json.dumps({"cells": [header]}))
     (tmp_path / "02_policy_gradients.ipynb").write_text(json.dumps({"cells": []}))
     rows = {r["number"]: r for r in S.notebook_table(tmp_path, survey)}
     assert len(rows) == 15
-    assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "42 s"
-    assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated"
+    assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "1 min 42 s wall (87 s of CPU time, one thread)"
+    assert rows[1]["cpu_seconds"] == 102 and "idle cores" in rows[1]["runtime_field"]
+    assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated" and rows[2]["cpu_seconds"] is None
     assert not rows[3]["exists"] and rows[3]["cpu_runtime"] == "not written yet"
+    table = S.runtime_table(tmp_path, survey)
+    assert "1 min 42 s wall (87 s of CPU time, one thread)" in table
+    assert "the 1 timed ones take 1.7 min" in table
+
+
+@pytest.mark.parametrize(
+    "field, summary, seconds",
+    [
+        ("107 s wall (87 s of CPU time), measured with the defaults", "107 s wall (87 s of CPU time)", 107),
+        ("3 min 52 s wall under nbval (7 min 24 s of CPU time), measured", "3 min 52 s wall under nbval "
+         "(7 min 24 s of CPU time)", 232),
+        ("9 s wall (9 s of CPU time). Nothing here needs a GPU.", "9 s wall (9 s of CPU time)", 9),
+        ("about two minutes; more on a laptop", "about two minutes", None),
+    ],
+)  # fmt: skip
+def test_runtime_summary_keeps_the_whole_measurement(field, summary, seconds):
+    assert S.runtime_summary(field) == summary
+    assert S.runtime_seconds(field) == seconds
+
+
+def test_the_welcome_table_states_every_header_runtime_whole(survey):
+    """Chapter 00's table is generated from the headers: each row is the start of its chapter's own field,
+    cut at a clause boundary (never mid-sentence), and its wall time is the one the header states."""
+    rows = [r for r in S.notebook_table(survey=survey) if r["exists"]]
+    assert len(rows) == 15
+    for r in rows:
+        field = " ".join(r["runtime_field"].split())
+        assert field.startswith(r["cpu_runtime"]), (r["notebook"], r["cpu_runtime"], field[:80])
+        rest = field[len(r["cpu_runtime"]) :]
+        assert rest == "" or rest[0] in ",;.", (r["notebook"], rest[:40])
+        assert r["cpu_runtime"].count("(") == r["cpu_runtime"].count(")"), r["cpu_runtime"]
+        assert r["cpu_seconds"] is not None and r["cpu_seconds"] > 0, f"{r['notebook']}: no wall time first"
+        assert r["cpu_runtime"] in S.runtime_table(survey=survey)
+
+
+# ---------------------------------------------------------------- credits: a chapter names its methods
+
+
+def test_every_method_the_map_credits_to_a_chapter_is_named_there(survey):
+    assert S.unnamed_credits(survey) == []
+    # what no chapter teaches is on the map as such, not credited to a chapter that never names it
+    section4 = next(s for s in survey.sections if s.id == "4")
+    untaught = {m.name for p in section4.parts for m in p.untaught}
+    assert {"Skywork-Reward", "Tulu 2"} <= untaught
+    assert not {"Skywork-Reward", "Tulu 2", "Prometheus 2"} & {
+        m.name for s in survey.sections for p in s.parts for m in p.taught
+    }
+
+
+def test_a_credit_the_notebook_does_not_back_is_caught(survey):
+    data = _raw()
+    part = next(p for s in data["sections"] if s["id"] == "4" for p in s["parts"] if p["chapters"] == [6])
+    skywork = next(m for m in part["methods"] if m["name"] == "Skywork-Reward")
+    skywork.pop("chapters")  # back to the part's chapters: credited to 06, which never names it
+    problems = S.unnamed_credits(S.parse_survey_map(data))
+    assert problems == ["§4 Collecting human feedback to train a reward model: Skywork-Reward -> chapter 06"]
+
+
+def test_names_method_by_id_or_whole_name():
+    rloo = S.Method("RLOO (Back to Basics)", "2402.14740")
+    assert S.names_method("we use RLOO here", rloo) and S.names_method("arXiv 2402.14740", rloo)
+    assert not S.names_method("RLOOs and RLOO-like", rloo)
+    assert not S.names_method("a prompt", S.Method("PRO", "2306.17492"))
+    assert S.names_method("cDPO and robust DPO", S.Method("cDPO / robust DPO", "2403.00409"))
 
 
 # ---------------------------------------------------------------- chapter 00's exercise checks
+
+
+def test_route_for_a_reward_model_and_dpo_goes_through_06_and_10(survey):
+    """The notebook's goal "train a reward model and run DPO" is ROUTE_GOALS[0]: chapters 06 and 10."""
+    assert ch00.reference_route(survey, ch00.ROUTE_GOALS[0]) == [6, 10]
+    assert ch00.check_route(ch00.reference_route)
+    with pytest.raises(ExerciseError, match=r"expected \[6, 10\]"):
+        ch00.check_route(ch00._unfinished_route)
+    # a route by the parts' chapters instead of the methods' own credits is wrong where they differ
+    by_part = lambda m, names: sorted(  # noqa: E731
+        {min(c for s in m.sections for p in s.parts if n in [x.name for x in p.methods] for c in p.chapters)
+         for n in names}
+    )  # fmt: skip
+    with pytest.raises(ExerciseError):
+        ch00.check_route(by_part)
 
 
 def test_where_taught_check(survey):

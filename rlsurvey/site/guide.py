@@ -123,11 +123,17 @@ def landing(survey: SurveyMap, chapters: list[ChapterInfo], map_png: str | None)
         label = f"§{s.id}" if s.id != "+" else "Beyond the survey"
         parts = []
         for p in s.parts:
-            methods = ", ".join(_method(m) for m in p.methods)
+            methods = ", ".join(_method(m) for m in p.taught)
+            untaught = ", ".join(_method(m) for m in p.untaught)
             parts.append(
                 f'<div class="part"><strong>{html.escape(p.title)}</strong> {_chips(p.chapters, by_number)}'
                 f"<br>{html.escape(p.summary)}"
                 + (f'<div class="methods">{methods}</div>' if methods else "")
+                + (
+                    f'<div class="methods untaught">Named by the survey, not taught here: {untaught}</div>'
+                    if untaught
+                    else ""
+                )
                 + "</div>"
             )
         out.append(

@@ -290,7 +290,7 @@ th { background: var(--soft); }
   background: #e7f0fb; font-size: 0.82rem; font-family: var(--mono); }
 .section-block { margin: 1.2rem 0 1.6rem; }
 .part { margin: 0.5rem 0; padding: 0.5rem 0.9rem; border-left: 3px solid #b6cbe4; background: #fbfcfd; }
-.part .methods { color: var(--muted); font-size: 0.86rem; }
+.part .methods { color: var(--muted); font-size: 0.86rem; } .part .untaught { font-style: italic; }
 figure.map { margin: 1rem 0; } figure.map img { width: 100%; height: auto; border: 1px solid var(--line);
   border-radius: 8px; }
 figure.map figcaption { color: var(--muted); font-size: 0.88rem; }
