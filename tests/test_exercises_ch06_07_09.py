@@ -43,6 +43,15 @@ def ece(p, y, bins):
     return total
 
 
+def loss_floor(gold_a, gold_b, temperature, flip):
+    total = 0.0
+    for a, b in zip(gold_a, gold_b):
+        s = 1 / (1 + math.exp(-(a - b) / temperature))
+        p = (1 - flip) * s + flip * (1 - s)
+        total += -sum(q * math.log(q) for q in (p, 1 - p) if q > 0)
+    return total / len(gold_a)
+
+
 @pytest.mark.parametrize(
     "check, right, wrongs",
     [
@@ -53,6 +62,11 @@ def ece(p, y, bins):
         (ch06.check_agreement_ceiling, agreement,
          [lambda a, b, t, f: agreement(a, b, t, 0.0), lambda a, b, t, f: "0.8"]),
         (ch06.check_ece, ece, [lambda p, y, b: float((p - y).abs().mean()), lambda p, y, b: 0.0]),
+        (ch06.check_loss_floor, loss_floor,
+         [lambda a, b, t, f: -math.log(agreement(a, b, t, f)),  # the log-loss of the ceiling, not the entropy
+          lambda a, b, t, f: loss_floor(a, b, t, 0.0),  # forgets the flips
+          lambda a, b, t, f: loss_floor(a[a != b], b[a != b], t, f),  # drops the ties
+          lambda a, b, t, f: math.log(2)]),
     ],
 )  # fmt: skip
 def test_ch06(check, right, wrongs):
@@ -67,6 +81,8 @@ def test_ch06_references_match_hand_solutions():
     assert ch06.reference_agreement_ceiling(a, b, 0.5, 0.1) == pytest.approx(agreement(a, b, 0.5, 0.1))
     p, y = torch.tensor([0.05, 0.5, 0.95, 1.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
     assert ch06.reference_ece(p, y, 4) == pytest.approx(ece(p, y, 4))
+    assert ch06.reference_loss_floor(a, b, 0.5, 0.1) == pytest.approx(loss_floor(a, b, 0.5, 0.1))
+    assert ch06.reference_loss_floor(a, a, 0.5, 0.1) == pytest.approx(math.log(2))  # all ties: coin flips
 
 
 # ---- chapter 07 ----

@@ -12,6 +12,9 @@
    fraction of majority labels (ties broken at random) that agree with the gold ordering, ties excluded.
 6. `check_margin_optimum(fn)`: fn(q, m) -> the reward gap x = r_a − r_b that minimizes the expected margin
    loss −q log σ(x − m) − (1 − q) log σ(−x − m) of a pair labelled a ≻ b with probability q.
+7. `check_loss_floor(fn)`: fn(gold_a, gold_b, temperature, flip_prob) -> the smallest expected Bradley-Terry
+   loss any reward model can reach on one annotator's labels of eq. (1): the mean binary entropy of the label
+   probabilities (pairs with equal gold included, at log 2).
 
 The reference solutions are the package's own functions (`rlsurvey.rewards`, `rlsurvey.tasks.reviews`).
 """
@@ -29,9 +32,11 @@ from rlsurvey.tasks.reviews import AnnotatorConfig, expected_agreement, preferen
 
 __all__ = [
     "EXERCISES",
+    "check_loss_floor",
     "check_majority_ceiling",
     "check_margin_optimum",
     "reference_bradley_terry_loss",
+    "reference_loss_floor",
     "reference_majority_ceiling",
     "reference_margin_optimum",
     "check_agreement_ceiling",
@@ -181,6 +186,33 @@ def check_margin_optimum(fn) -> bool:
     return passed(name)
 
 
+def reference_loss_floor(gold_a, gold_b, temperature: float, flip_prob: float) -> float:
+    """A model that predicts q for a label that goes its way with probability p has expected loss
+    −p log q − (1 − p) log(1 − q) ≥ H(p), with equality at q = p (Gibbs' inequality): the floor is the mean
+    binary entropy of p = P(y_A ≻ y_B) over the pairs."""
+    p = preference_probability(gold_a, gold_b, AnnotatorConfig(temperature=temperature, flip_prob=flip_prob))
+    p = np.clip(p, 1e-300, 1.0)
+    q = np.clip(1.0 - p, 1e-300, 1.0)
+    return float(np.mean(-p * np.log(p) - q * np.log(q)))
+
+
+def check_loss_floor(fn) -> bool:
+    name = "loss floor of the Bradley-Terry loss"
+    hint = (
+        "a label goes one way with p = P(y_A ≻ y_B) of eq. (1); a model predicting q pays "
+        "−p log q − (1 − p) log(1 − q) on average, smallest at q = p, where it is the entropy "
+        "−p log p − (1 − p) log(1 − p). Average that over all pairs (equal gold: p = 1/2, log 2)."
+    )
+    rng = np.random.default_rng(11)
+    for temperature, flip in [(0.5, 0.1), (1.0, 0.0), (0.2, 0.3), (0.5, 0.5)]:
+        ga, gb = rng.normal(size=60).round(2), rng.normal(size=60).round(2)
+        ga[:4] = gb[:4]  # ties: a coin flip, which no model can predict
+        got = _number(name, call_safely(name, fn, ga.copy(), gb.copy(), temperature, flip))
+        want = reference_loss_floor(ga, gb, temperature, flip)
+        assert_close(f"{name} (temperature={temperature}, flip={flip})", got, want, hint, atol=1e-6)
+    return passed(name)
+
+
 def _unfinished_ceiling(gold_a, gold_b, temperature, flip_prob):
     p = 1 / (1 + np.exp(-np.abs(gold_a - gold_b) / temperature))
     return float(p.mean())  # forgets the flips and the ties
@@ -199,4 +231,6 @@ EXERCISES = (
              lambda ga, gb, t, f, n: reference_agreement_ceiling(ga, gb, t, f), kind="open"),
     Exercise(6, "What a margin does to the reward gap", check_margin_optimum, reference_margin_optimum,
              lambda q, m: math.log(q / (1 - q)) + m, kind="open"),
+    Exercise(7, "The floor under the validation loss", check_loss_floor, reference_loss_floor,
+             lambda ga, gb, t, f: -math.log(reference_agreement_ceiling(ga, gb, t, f)), kind="open"),
 )  # fmt: skip
