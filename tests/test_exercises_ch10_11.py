@@ -110,6 +110,22 @@ def test_cdpo_loss():
             ch11.check_cdpo_loss(wrong)
 
 
+def test_robust_loss():
+    assert ch11.check_robust_loss(ch11.reference_robust_loss)
+
+    def by_hand(pc, pr, rc, rr, b, eps):
+        d = b * ((pc - rc) - (pr - rr))
+        return ((-(1 - eps) * F.logsigmoid(d) + eps * F.logsigmoid(-d)) / (1 - 2 * eps)).mean()
+
+    assert ch11.check_robust_loss(by_hand)
+    for wrong in (
+        ch11.reference_cdpo_loss,
+        lambda pc, pr, rc, rr, b, e: ch10.reference_dpo_loss(pc, pr, rc, rr, b),
+    ):
+        with pytest.raises(ExerciseError):
+            ch11.check_robust_loss(wrong)
+
+
 def test_npo_loss():
     assert ch11.check_npo_loss(ch11.reference_npo_loss)
     by_hand = lambda p, r, b: (-(2 / b) * F.logsigmoid(-b * (p - r))).mean()  # noqa: E731

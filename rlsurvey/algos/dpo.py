@@ -11,7 +11,7 @@ which is β⁻¹ times the difference of DPO's implicit rewards r(x, y) = β log
 | loss_type | paper (arXiv) | per-pair loss |
 |---|---|---|
 | sigmoid | DPO, 2305.18290 eq. 7 | −log σ(βΔ) |
-| hinge | SLiC-HF, 2305.10425 eq. 2 (reference-normalized) | max(0, 1 − βΔ) |
+| hinge | RSO's hinge-norm, 2309.06657 (SLiC-HF's hinge on Δ) | max(0, 1 − βΔ) |
 | ipo | IPO / ΨPO, 2310.12036 eq. 17 | (Δ̄ − 1/(2β))², Δ̄ from per-token mean log-probs |
 | cdpo | conservative DPO (label smoothing ε) | −(1−ε) log σ(βΔ) − ε log σ(−βΔ) |
 | robust | provably robust DPO, 2403.00409 eq. 9 | [−(1−ε) log σ(βΔ) + ε log σ(−βΔ)] / (1 − 2ε) |

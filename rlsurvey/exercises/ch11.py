@@ -4,8 +4,10 @@
    (Δ̄ − 1/(2β))², Δ̄ the difference of per-token mean log-ratios (arXiv 2310.12036 eq. 17, normalized).
 2. `check_simpo_loss(fn)`: fn(pc, pr, chosen_len, rejected_len, beta, gamma) -> SimPO's mean loss
    −log σ(β pc/|y_w| − β pr/|y_l| − γ), with no reference model (arXiv 2405.14734 eq. 6).
-3. `check_cdpo_loss(fn)`: fn(pc, pr, rc, rr, beta, eps) -> conservative DPO's mean loss
-   −(1 − ε) log σ(β Δ) − ε log σ(−β Δ): DPO that expects a fraction ε of flipped labels.
+3. `check_robust_loss(fn)`: fn(pc, pr, rc, rr, beta, eps) -> provably robust DPO's mean loss
+   [−(1 − ε) log σ(β Δ) + ε log σ(−β Δ)] / (1 − 2ε) (arXiv 2403.00409 eq. 9): unbiased when a fraction ε of
+   labels is flipped. The chapter writes conservative DPO out in code, not this one.
+   (`check_cdpo_loss` checks conservative DPO, the chapter's worked example, for teachers who want it.)
 4. `check_npo_loss(fn)`: fn(policy_logps, ref_logps, beta) -> NPO's mean loss −(2/β) log σ(−β (log π −
    log π_ref)) on answers to forget (arXiv 2404.05868 eq. 3).
 5. `check_push(fn)`: fn(delta [N], beta) -> {"sigmoid": [N], "hinge": [N], "ipo": [N]}, each loss's push
@@ -27,10 +29,12 @@ __all__ = [
     "check_ipo_loss",
     "check_simpo_loss",
     "check_cdpo_loss",
+    "check_robust_loss",
     "check_npo_loss",
     "reference_ipo_loss",
     "reference_simpo_loss",
     "reference_cdpo_loss",
+    "reference_robust_loss",
     "reference_npo_loss",
 ]
 
@@ -94,6 +98,24 @@ def check_cdpo_loss(fn) -> bool:
     return passed(name)
 
 
+def reference_robust_loss(pc, pr, rc, rr, beta: float, eps: float) -> torch.Tensor:
+    return preference_loss(pc, pr, rc, rr, "robust", beta, label_smoothing=eps)[0]
+
+
+def check_robust_loss(fn) -> bool:
+    name = "robust DPO loss"
+    pc, pr, rc, rr, _, _ = _batch(23)
+    for beta, eps in ((0.1, 0.0), (0.5, 0.2), (1.0, 0.4)):
+        got = _scalar(name, call_safely(name, fn, pc, pr, rc, rr, beta, eps))
+        hint = (
+            "the loss of the pair as labelled, weight 1 − ε, MINUS the loss of the flipped pair, weight ε, "
+            "all over 1 − 2ε: [−(1−ε) log σ(βΔ) + ε log σ(−βΔ)] / (1 − 2ε). Averaged over the label's flip, "
+            "it equals DPO's loss on the true label"
+        )
+        assert_close(f"{name} (eps={eps})", got, reference_robust_loss(pc, pr, rc, rr, beta, eps), hint)
+    return passed(name)
+
+
 def reference_npo_loss(policy_logps, ref_logps, beta: float) -> torch.Tensor:
     return npo_loss(policy_logps, ref_logps, beta)[0]
 
@@ -144,8 +166,7 @@ EXERCISES = (
              lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) - (pr - rr) - 1 / (2 * b)) ** 2).mean()),
     Exercise(2, "SimPO", check_simpo_loss, reference_simpo_loss,
              lambda pc, pr, lc, lr, b, g: -torch.nn.functional.logsigmoid(b * pc - b * pr - g).mean()),
-    Exercise(3, "Conservative DPO", check_cdpo_loss, reference_cdpo_loss,
-             lambda pc, pr, rc, rr, b, eps: preference_loss(pc, pr, rc, rr, "sigmoid", b)[0]),
+    Exercise(3, "Robust DPO", check_robust_loss, reference_robust_loss, reference_cdpo_loss),
     Exercise(4, "NPO", check_npo_loss, reference_npo_loss, lambda p, r, b: p.mean()),
     Exercise(5, "Which push never fades?", check_push, reference_push,
              lambda d, b: {k: b * torch.sigmoid(-b * d) for k in ("sigmoid", "hinge", "ipo")}, kind="open"),
