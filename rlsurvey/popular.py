@@ -9,6 +9,7 @@ Each row also names the method `family` and the course chapters that teach it.
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +21,7 @@ __all__ = ["FAMILIES", "ModelRow", "load_models", "family_counts", "plot_timelin
 # method family -> the chapters of the course that teach it
 FAMILIES = {
     "PPO-RLHF": "06 reward models, 07 RLHF with PPO",
+    "RLHF (algorithm unnamed)": "06 reward models, 07 RLHF with PPO",  # the report names no RL algorithm
     "RLAIF": "08 RLAIF",
     "DPO family": "10 DPO, 11 DPO variants",
     "GRPO": "12 RL for reasoning",
@@ -117,6 +119,6 @@ def plot_open_closed(ax, rows: list[ModelRow]):
     ax.bar(fams, closed, bottom=opened, label="closed")
     ax.set_ylabel("models in the table")
     ax.set_title("Open versus closed, per method family")
-    ax.tick_params(axis="x", labelrotation=20)
+    ax.set_xticks(range(len(fams)), [textwrap.fill(f, 12) for f in fams], fontsize=9)  # long names wrapped
     ax.legend(frameon=False)
     return ax
