@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import matplotlib
 
@@ -186,6 +187,17 @@ def test_the_welcome_table_states_every_header_runtime_whole(survey):
         assert r["cpu_runtime"].count("(") == r["cpu_runtime"].count(")"), r["cpu_runtime"]
         assert r["cpu_seconds"] is not None and r["cpu_seconds"] > 0, f"{r['notebook']}: no wall time first"
         assert r["cpu_runtime"] in S.runtime_table(survey=survey)
+
+
+def test_the_readme_chapter_table_states_each_header_wall_time(survey):
+    """The README's chapter table repeats each header's wall time: a re-measured header fails here until the
+    README says the same."""
+    readme = (S.NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d\d) \| \[.*\| ([\d.]+) s wall \|$", readme, re.M)
+    stated = {int(n): float(s) for n, s in rows}
+    headers = {r["number"]: r["cpu_seconds"] for r in S.notebook_table(survey=survey) if r["exists"]}
+    differ = {n: (stated.get(n), headers[n]) for n in headers if stated.get(n) != headers[n]}
+    assert not differ, f"README table and headers disagree, (README, header) seconds: {differ}"
 
 
 # ---------------------------------------------------------------- credits: a chapter names its methods
