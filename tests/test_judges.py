@@ -89,3 +89,20 @@ def test_embedding_judge_agrees_with_gold_above_measured_threshold():
         judge.encoder, judge.tokenizer, constitution=(Principle("polite", "polite", "rude"),)
     )
     assert np.isfinite(rude_only.pointwise(["", ""], a[:2]).numpy()).all()
+    # one pass serves both orders: the generic two-order average gives the same probabilities
+    both = Judge.pairwise(judge, [""] * 30, a[:30], b[:30])
+    torch.testing.assert_close(judge.pairwise([""] * 30, a[:30], b[:30]), both, atol=1e-6, rtol=0)
+
+
+def test_label_pairs_reuses_given_probabilities_and_refuses_bad_ones():
+    j = FirstSlotJudge()
+    j._prefer_first = lambda p, f, s: torch.tensor([0.9 if x.startswith("good") else 0.1 for x in f])
+    asked = j.label_pairs(["q", "q"], ["good a", "bad b"], ["bad c", "good d"])
+    given = j.label_pairs(["q", "q"], ["good a", "bad b"], ["bad c", "good d"], probabilities=[0.9, 0.1])
+    assert asked["chosen"] == given["chosen"] and asked["rejected"] == given["rejected"]
+    assert given["ai_probability"] == pytest.approx([0.9, 0.9])
+    flipped = j.label_pairs(["q", "q"], ["good a", "bad b"], ["bad c", "good d"], probabilities=[0.2, 0.7])
+    assert flipped["chosen"] == ["bad c", "bad b"]
+    for bad in ([0.5], [0.5, 1.5], [float("nan"), 0.5]):
+        with pytest.raises(ValueError, match="probabilities"):
+            j.label_pairs(["q", "q"], ["a", "b"], ["c", "d"], probabilities=bad)

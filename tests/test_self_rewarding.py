@@ -44,6 +44,33 @@ def test_loop_trains_on_its_own_judgement():
     assert any(not torch.equal(v, before[k]) for k, v in policy.state_dict().items())
 
 
+def test_reference_reward_is_measured_on_the_given_prompts_with_its_standard_error():
+    policy, tok = tiny_causal_lm("llama", seed=0)
+    seen = []
+
+    def reference(prompts, completions):  # records which prompts the measurement used
+        seen.append(list(prompts))
+        return [float(len(c) % 3) for c in completions]
+
+    cfg = SelfRewardingConfig(
+        rounds=1, prompts_per_round=2, samples_per_prompt=2, max_new_tokens=4, progress=False,
+        dpo=DPOConfig(max_steps=1, batch_size=2, progress=False),
+    )  # fmt: skip
+    held_out = [f"{c} " for c in "pqrstuvw"]
+
+    def make_judge(model):
+        return lambda p, c: [float(len(x)) for x in c]
+
+    hist = self_rewarding(policy, tok, ["a ", "b ", "c "], make_judge, cfg, reference_reward=reference,
+                          reference_prompts=held_out)  # fmt: skip
+    measured = [s for s in seen if len(s) == len(held_out)]
+    assert len(measured) == 2 and all(s == held_out for s in measured)  # before the round and after it
+    for row in (hist[0], hist[-1]):
+        assert row["reference_reward_se"] > 0 and 0 <= row["reference_reward"] <= 2
+    with pytest.raises(ValueError, match="reference_prompts is empty"):
+        self_rewarding(policy, tok, ["a "], make_judge, cfg, reference_reward=reference, reference_prompts=[])
+
+
 def test_dpo_trains_on_the_sampled_tokens_not_re_tokenized_text(monkeypatch):
     """A response cut at the token budget has no EOS, and DPO must score it without one: the pairs handed
     to the DPO trainer carry the sampled token ids (as iterative DPO's do)."""

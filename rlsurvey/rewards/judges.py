@@ -117,11 +117,21 @@ class Judge:
         p_ba = self._prefer_first(prompts, b, a)
         return float(0.5 * (p_ab.mean() + p_ba.mean()) - 0.5)
 
-    def label_pairs(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]):
-        """AI-labelled preferences as a `datasets.Dataset` (prompt, chosen, rejected, ai_probability)."""
+    def label_pairs(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str], probabilities=None):
+        """AI-labelled preferences as a `datasets.Dataset` (prompt, chosen, rejected, ai_probability).
+
+        probabilities: P(a ≻ b) per pair when already computed (`pairwise`'s output), to label without asking
+        the judge again; None asks it.
+        """
         from datasets import Dataset
 
-        p = self.pairwise(prompts, a, b)
+        n = _check_lists(prompts=prompts, a=a, b=b)
+        if probabilities is None:
+            p = self.pairwise(prompts, a, b)
+        else:
+            p = torch.as_tensor(probabilities, dtype=torch.float64).reshape(-1)
+            if p.numel() != n or not bool(((p >= 0) & (p <= 1)).all()):
+                raise ValueError(f"probabilities must be {n} numbers in [0, 1], one per pair")
         rows = [
             {"prompt": q, "chosen": x if pa >= 0.5 else y, "rejected": y if pa >= 0.5 else x,
              "ai_probability": max(pa, 1 - pa)}
@@ -340,3 +350,10 @@ class EmbeddingJudge(Judge):
         return torch.sigmoid(
             (self.pointwise(prompts, first) - self.pointwise(prompts, second)) / self.temperature
         )
+
+    def pairwise(self, prompts, a, b, both_orders: bool = True) -> torch.Tensor:
+        """P(a ≻ b). The judge is order-blind (σ(x) and 1 − σ(−x) are one number), so the two presentation
+        orders agree and one pass over the responses serves both: half the encoder calls of the generic
+        `Judge.pairwise`, the same probabilities up to rounding."""
+        _check_lists(prompts=prompts, a=a, b=b)
+        return self._prefer_first(prompts, a, b)
