@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlsurvey.algos.best_of_n import best_of_n, best_of_n_expectation, best_of_n_kl
+from rlsurvey.algos.best_of_n import best_of_n, best_of_n_expectation, best_of_n_kl, best_of_n_kl_discrete
 from rlsurvey.algos.rollout import RewardError
 from tests.conftest import tiny_causal_lm
 
@@ -71,3 +71,64 @@ def test_best_of_n_keeps_the_highest_scoring_sample():
     assert out.kl == pytest.approx(best_of_n_kl(5))
     with pytest.raises(RewardError, match="returned 9 scores for 10"):
         best_of_n(policy, tok, ["the film was ", "a "], lambda p, c: [0.0] * 9, n=5, max_new_tokens=4)
+
+
+def _brute_force_kl(probs, rewards, n):
+    """Every n-tuple of outcomes, its probability, and the winner (the first sample with the top reward,
+    as `best_of_n` picks): the exact best-of-n distribution, and its KL to the sampler."""
+    k = len(probs)
+    pick = [0.0] * k
+    for draw in itertools.product(range(k), repeat=n):
+        weight = math.prod(probs[i] for i in draw)
+        top = max(rewards[i] for i in draw)
+        winner = next(i for i in draw if rewards[i] == top)
+        pick[winner] += weight
+    return sum(q * math.log(q / probs[i]) for i, q in enumerate(pick) if q > 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    n=st.integers(1, 4),
+    data=st.data(),
+)
+def test_discrete_kl_equals_brute_force_over_every_draw(k, n, data):
+    weights = data.draw(st.lists(st.integers(0, 5), min_size=k, max_size=k).filter(lambda w: sum(w) > 0))
+    probs = [w / sum(weights) for w in weights]
+    rewards = data.draw(st.lists(st.integers(-2, 2), min_size=k, max_size=k))  # small range: many ties
+    got = best_of_n_kl_discrete(probs, rewards, n)
+    assert got == pytest.approx(_brute_force_kl(probs, rewards, n), abs=1e-10)
+    assert got <= best_of_n_kl(n) + 1e-12  # the closed form is an upper bound (Beirami et al.)
+
+
+def test_discrete_kl_limits():
+    g = torch.Generator().manual_seed(0)
+    # many equally likely outcomes with distinct rewards: the closed form is (nearly) exact
+    big = 200_000
+    rewards = torch.randperm(big, generator=g).double()
+    for n in (1, 2, 16, 64):
+        got = best_of_n_kl_discrete(torch.full((big,), 1 / big, dtype=torch.float64), rewards, n)
+        assert got == pytest.approx(best_of_n_kl(n), abs=2e-3)
+    # one likely best outcome: best-of-n returns it almost surely, and the KL stops at log(1 / its mass)
+    probs = torch.cat([torch.full((900,), 0.9 / 900, dtype=torch.float64), torch.tensor([0.1])])
+    rewards = torch.arange(901).double()
+    assert best_of_n_kl_discrete(probs, rewards, 2000) == pytest.approx(math.log(10), abs=1e-6)
+    assert best_of_n_kl_discrete(probs, rewards, 64) == pytest.approx(math.log(10), abs=0.01)
+    assert best_of_n_kl_discrete(probs, rewards, 64) < best_of_n_kl(64) - 0.8  # far below the bound
+    # all outcomes tied: best-of-n is the sampler itself
+    assert best_of_n_kl_discrete([0.2, 0.3, 0.5], [1.0, 1.0, 1.0], 10) == pytest.approx(0.0, abs=1e-12)
+    # zero-probability outcomes change nothing
+    assert best_of_n_kl_discrete([0.5, 0.0, 0.5], [0.0, 9.0, 1.0], 3) == pytest.approx(
+        best_of_n_kl_discrete([0.5, 0.5], [0.0, 1.0], 3)
+    )
+
+
+def test_discrete_kl_refuses_bad_input():
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        best_of_n_kl_discrete([1.0], [0.0], 0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        best_of_n_kl_discrete([0.5, 0.4], [0.0, 1.0], 2)
+    with pytest.raises(ValueError, match="one length"):
+        best_of_n_kl_discrete([0.5, 0.5], [0.0], 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        best_of_n_kl_discrete([1.5, -0.5], [0.0, 1.0], 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -94,6 +95,38 @@ def shaped(score, lp, ref, beta):
     return out
 
 
+def shaped_k3(score, lp, ref, beta):
+    out = []
+    for a, b in zip(lp.tolist(), ref.tolist()):
+        rho = math.exp(b - a)  # pi_ref / pi
+        out.append(-beta * ((rho - 1) - math.log(rho)))
+    out[-1] += score
+    return out
+
+
+def win_rate(probs, rewards, n):
+    """Level by level in plain Python: the best of n lands on a level, then beats an independent draw."""
+    total = float(sum(probs))
+    levels = sorted(set(float(r) for r in rewards))
+    below, out = 0.0, 0.0
+    for level in levels:
+        mass = sum(float(p) for p, r in zip(probs, rewards) if float(r) == level) / total
+        out += ((below + mass) ** n - below**n) * (below + mass / 2)
+        below += mass
+    return out
+
+
+def win_rate_brute_force(probs, rewards, n):
+    """Every n-tuple of draws and every independent opponent."""
+    k, out = len(probs), 0.0
+    for draw in itertools.product(range(k), repeat=n):
+        weight = math.prod(probs[i] for i in draw)
+        best = max(rewards[i] for i in draw)
+        for j in range(k):
+            out += weight * probs[j] * (1.0 if best > rewards[j] else 0.5 if best == rewards[j] else 0.0)
+    return out
+
+
 def gae_loop(r, v, gamma, lam):
     adv, last = [0.0] * len(r), 0.0
     for t in reversed(range(len(r))):
@@ -125,14 +158,21 @@ def loo(r, k):
         (ch07.check_shaped_rewards, shaped,
          [lambda s, lp, ref, b: [-b * (x - y) + s for x, y in zip(lp, ref)],  # score on every token
           lambda s, lp, ref, b: shaped(s, ref, lp, b)]),  # KL with the wrong sign
+        (ch07.check_shaped_rewards_k3, shaped_k3,
+         [shaped,  # k1, not k3
+          lambda s, lp, ref, b: shaped_k3(s, ref, lp, b),  # rho upside down: pi / pi_ref
+          lambda s, lp, ref, b: [x + s for x in shaped_k3(0.0, lp, ref, b)]]),  # score on every token
         (ch07.check_gae, gae_loop,
          [lambda r, v, g, lam: gae_loop(r, v, g, 1.0),
           lambda r, v, g, lam: [float(x) for x in r - v]]),
         (ch07.check_clipped_value_loss, value_loss,
          [lambda v, o, r, c: 0.5 * ((v - r) ** 2).mean().item(),
           lambda v, o, r, c: value_loss(v.clamp(-c, c), o, r, c)]),
-        (ch07.check_best_of_n_kl, lambda n: math.log(n) - (n - 1) / n,
-         [lambda n: math.log(n), lambda n: math.log(n) - 1]),
+        (ch07.check_best_of_n_win_rate, win_rate,
+         [lambda p, r, n: n / (n + 1),  # the value without likely responses
+          lambda p, r, n: win_rate(p, r, n) - 0.5 * sum(  # ties counted as losses
+              float(q) ** 2 for q in p),
+          lambda p, r, n: 1 - 0.5 ** n]),
         (ch07.check_leave_one_out, loo,
          [lambda r, k: (r.view(-1, k) - r.view(-1, k).mean(1, keepdim=True)).flatten(), lambda r, k: r]),
     ],
@@ -144,10 +184,24 @@ def test_ch07(check, right, wrongs):
             check(wrong)
 
 
+def test_ch07_win_rate_equals_brute_force():
+    for probs, rewards in [([0.5, 0.2, 0.2, 0.1], [0.0, 1.0, 1.0, 2.0]), ([0.3, 0.7], [1.0, 1.0]),
+                           ([0.1, 0.6, 0.3], [2.0, 0.0, 1.0])]:  # fmt: skip
+        for n in (1, 2, 3):
+            want = win_rate_brute_force(probs, rewards, n)
+            assert ch07.reference_best_of_n_win_rate(probs, rewards, n) == pytest.approx(want, abs=1e-12)
+            assert win_rate(probs, rewards, n) == pytest.approx(want, abs=1e-12)
+    assert ch07.reference_best_of_n_win_rate([0.2, 0.3, 0.5], [0.0, 1.0, 2.0], 1) == pytest.approx(0.5)
+
+
 def test_ch07_references_match_hand_solutions():
     lp, ref = torch.tensor([-1.0, -2.0, -0.5]), torch.tensor([-1.5, -1.0, -0.5])
     torch.testing.assert_close(
         ch07.reference_shaped_rewards(2.0, lp, ref, 0.1), torch.tensor(shaped(2.0, lp, ref, 0.1)).double()
+    )
+    torch.testing.assert_close(
+        ch07.reference_shaped_rewards_k3(2.0, lp, ref, 0.1),
+        torch.tensor(shaped_k3(2.0, lp, ref, 0.1)).double(),
     )
     r, v = [1.0, -0.5, 2.0, 0.3], [0.2, 0.1, -0.4, 1.0]
     torch.testing.assert_close(

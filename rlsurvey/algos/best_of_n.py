@@ -10,7 +10,10 @@ reference has a closed form when all samples differ,
 
     KL(π_n ‖ π_ref) = log n − (n − 1) / n,                                             (Stiennon et al.)
 
-so it places on the same gold-reward-against-KL plot as PPO and RLOO. And from N ≥ n scored samples per
+so it places on the same gold-reward-against-KL plot as PPO and RLOO. Beirami et al. (arXiv 2401.01879) show
+that this closed form is an upper bound on the true KL, reached only when no single response carries
+probability: for a sampler with atoms (a discrete distribution, ties in the reward) `best_of_n_kl_discrete`
+gives the exact value. And from N ≥ n scored samples per
 prompt the expected reward of best-of-n can be computed exactly rather than by resampling: the sample ranked
 i-th by the proxy (1 = worst) is the best of a random n-subset with probability C(i−1, n−1) / C(N, n).
 """
@@ -26,7 +29,7 @@ import torch
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.lm.generation import generate
 
-__all__ = ["BestOfNOutput", "best_of_n", "best_of_n_expectation", "best_of_n_kl"]
+__all__ = ["BestOfNOutput", "best_of_n", "best_of_n_expectation", "best_of_n_kl", "best_of_n_kl_discrete"]
 
 
 def best_of_n_kl(n: int) -> float:
@@ -111,3 +114,47 @@ def best_of_n_expectation(proxy: torch.Tensor, gold: torch.Tensor, n: int) -> to
     log_total = math.lgamma(big_n + 1) - math.lgamma(n + 1) - math.lgamma(big_n - n + 1)
     weights = torch.where(i >= n, torch.exp(log_c - log_total), torch.zeros_like(i))
     return ranked_gold @ weights
+
+
+def best_of_n_kl_discrete(probs, rewards, n: int) -> float:
+    """The exact KL(π_n ‖ π_ref), in nats, of best-of-n over a discrete sampler.
+
+    | argument | shape | meaning |
+    |---|---|---|
+    | probs | [K] | π_ref of each outcome (non-negative, sum 1; outcomes of probability 0 are left out) |
+    | rewards | [K] | the reward that picks; outcomes with equal rewards tie |
+    | n | int ≥ 1 | samples per choice |
+
+    Group the outcomes into levels of equal reward, with mass P(L), cumulative mass F(L) = P(reward ≤ L)
+    and F⁻(L) = F(L) − P(L). The best of n samples lands on level L with probability F(L)ⁿ − F⁻(L)ⁿ, and
+    among the outcomes of a level in proportion to π_ref (whichever tied sample wins, each is a draw from
+    π_ref restricted to the level), so
+
+        KL(π_n ‖ π_ref) = Σ_L (F(L)ⁿ − F⁻(L)ⁿ) log((F(L)ⁿ − F⁻(L)ⁿ) / P(L))  ≤  log n − (n − 1)/n,
+
+    the bound of `best_of_n_kl` (Beirami et al., arXiv 2401.01879), approached when every level's mass is
+    small against 1/n near the top of the reward order, and loose when the best outcomes are likely ones.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    p = torch.as_tensor(probs, dtype=torch.float64).flatten()
+    r = torch.as_tensor(rewards, dtype=torch.float64).flatten()
+    if p.shape != r.shape or p.numel() == 0:
+        raise ValueError(
+            f"probs and rewards must be non-empty and of one length, got {p.numel()} and {r.numel()}"
+        )
+    if not (torch.isfinite(p).all() and torch.isfinite(r).all()) or (p < 0).any():
+        raise ValueError("probs must be finite and non-negative, rewards finite")
+    if abs(p.sum().item() - 1.0) > 1e-6:
+        raise ValueError(f"probs must sum to 1, got {p.sum().item():.8g}")
+    keep = p > 0
+    p, r = p[keep] / p[keep].sum(), r[keep]
+    levels, which = torch.unique(r, sorted=True, return_inverse=True)
+    mass = torch.zeros(len(levels), dtype=torch.float64).index_add_(0, which, p)
+    upper = torch.cumsum(mass, 0).clamp(max=1.0)  # F(L)
+    lower = (upper - mass).clamp(min=0.0)  # F⁻(L)
+    # log(Fⁿ − F⁻ⁿ) = n log F + log(1 − (F⁻/F)ⁿ), stable for large n and for F⁻ = 0
+    log_pick = n * upper.log() + torch.log(-torch.expm1(n * (lower.log() - upper.log())))
+    pick = log_pick.exp()
+    terms = torch.where(pick > 0, pick * (log_pick - mass.log()), torch.zeros_like(pick))
+    return float(terms.sum().clamp(min=0.0))
