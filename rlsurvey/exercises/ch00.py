@@ -113,9 +113,9 @@ def check_route(fn) -> bool:
         expected = reference_route(survey, methods)
         if not isinstance(got, (list, tuple)) or list(got) != expected:
             raise ExerciseError(
-                f"{name}: for {list(methods)} expected {expected}, got {got!r}. Hint: the chapters teaching a "
-                "method are its own `chapters` (not every chapter of its part), in every part that lists it; "
-                "keep the smallest of each method, then drop repeats and sort."
+                f"{name}: for {list(methods)} expected {expected}, got {got!r}. Hint: the chapters teaching "
+                "a method are its own `chapters` (not every chapter of its part), in every part that lists "
+                "it; keep the smallest of each method, then drop repeats and sort."
             )
     return passed(name)
 
