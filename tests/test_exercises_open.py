@@ -63,11 +63,20 @@ def test_tilt_kl_on_an_explicit_distribution(mass, b):
 
 def test_new_row_refusals():
     row = ch05.reference_new_row()
+    assert ch05.check_new_row(row)
+    minimax = {**row, "model": "MiniMax-M1", "organization": "MiniMax", "date": "2025-06",
+               "source": "arXiv 2506.13585"}  # fmt: skip
+    assert ch05.check_new_row(minimax)
     for bad, match in [
         ({**row, "date": "2024-06"}, "not after the survey"),
         ({**row, "family": "RLAIF"}, "does not teach"),
         ({**row, "source": " "}, "needs a source"),
         ({k: v for k, v in row.items() if k != "source"}, "expected a dict with the columns"),
+        ({**row, "model": "Invented-9B"}, "only verify models whose report it knows"),
+        ({**row, "open_weights": "no"}, "open_weights disagree"),
+        ({**row, "date": "2025-04"}, "date disagree"),
+        ({**row, "source": "arXiv 2501.12948"}, "source disagree"),
+        ({**row, "family": "GRPO"}, "family disagree"),
     ]:
         with pytest.raises(ExerciseError, match=match):
             ch05.check_new_row(bad)

@@ -7,7 +7,9 @@
    family of `model` (its first chapter in the table), e.g. check_chapter("DeepSeek-R1", "12").
 4. `check_new_row(row)`: a dict with the table's columns for a model released after the survey (later than
    `SURVEY_DATE`), not yet in the table, that `rlsurvey.popular.load_models` accepts, whose chapter column
-   starts with a chapter that teaches its family.
+   starts with a chapter that teaches its family. The model must be one whose report the check knows
+   (`REPORTS`), and the row's date, open weights, family and source must agree with that report: the
+   exercise is reading a technical report, so an invented model or a misread one is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rlsurvey.popular import COLUMNS, FAMILIES, load_models
 
 __all__ = [
     "EXERCISES",
+    "REPORTS",
     "SURVEY_DATE",
     "check_family_counts",
     "check_open_share",
@@ -36,6 +39,18 @@ __all__ = [
 ]
 
 SURVEY_DATE = date(2024, 12, 1)  # arXiv 2412.10400: a new row must be dated after this month
+
+# Reports of models released after the survey, with the facts a reader must get from each: (arXiv id, first
+# arXiv month, weights released, family of rlsurvey.popular.FAMILIES).
+REPORTS = {
+    "qwen3": (
+        "2505.09388",
+        "2025-05",
+        "yes",
+        "Reasoning RL",
+    ),  # cold start, GRPO reasoning RL, then general RL
+    "minimax-m1": ("2506.13585", "2025-06", "yes", "Reasoning RL"),  # large-scale RL with its CISPO objective
+}
 
 
 def reference_family_counts() -> dict[str, int]:
@@ -149,6 +164,28 @@ def check_new_row(row) -> bool:
             f"{name}: chapter {first!r} does not teach the family {new.family!r} "
             f"(chapters {sorted(teaching)}). "
             "Hint: start the chapter column with a chapter listed in rlsurvey.popular.FAMILIES."
+        )
+    key = re.sub(r"[\s_]+", "-", new.model.lower())
+    if key not in REPORTS:
+        known = ", ".join(f"{k} (arXiv {v[0]})" for k, v in REPORTS.items())
+        raise ExerciseError(
+            f"{name}: this check can only verify models whose report it knows: {known}. Hint: pick one, read "
+            "its technical report and fill in the row from it."
+        )
+    arxiv, month, open_weights, family = REPORTS[key]
+    wrong = [
+        column for column, ok in (
+            ("date", f"{new.date:%Y-%m}" == month),
+            ("open_weights", row["open_weights"].lower() == open_weights),
+            ("family", new.family == family),
+            ("source", arxiv in row["source"]),
+        ) if not ok
+    ]  # fmt: skip
+    if wrong:
+        raise ExerciseError(
+            f"{name}: {', '.join(wrong)} disagree(s) with the report of {new.model}. Hint: the date is the "
+            "report's first arXiv month, the source its arXiv id, and the family follows the RL recipe it "
+            "describes (see rlsurvey.popular.FAMILIES and the rows of comparable models)."
         )
     return passed(name)
 
