@@ -74,6 +74,45 @@ def test_dpo_gradient_weight():
             ch10.check_dpo_gradient_weight(wrong)
 
 
+def _log_softmax(scores):
+    top = max(scores)
+    log_z = top + math.log(sum(math.exp(v - top) for v in scores))
+    return [v - log_z for v in scores]
+
+
+def log_linear_step_by_hand(features, theta, theta_ref, w, l, beta, lr):
+    """Closed form, no autograd: the partition functions cancel in the gradient of Δ, so one step adds
+    lr β σ(−β Δ) (φ_w − φ_l) to θ; then read both log-softmaxes."""
+    phi, th, ref = features.tolist(), theta.tolist(), theta_ref.tolist()
+
+    def log_probs(t):
+        return _log_softmax([sum(a * b for a, b in zip(row, t)) for row in phi])
+
+    now, before_ref = log_probs(th), log_probs(ref)
+    delta = (now[w] - before_ref[w]) - (now[l] - before_ref[l])
+    weight = lr * beta / (1 + math.exp(beta * delta))  # lr β σ(−β Δ)
+    new = log_probs([t + weight * (a - b) for t, a, b in zip(th, phi[w], phi[l])])
+    return torch.tensor([new[w] - now[w], new[l] - now[l]], dtype=torch.float64)
+
+
+def test_log_linear_dpo_step():
+    assert ch10.check_log_linear_dpo_step(ch10.reference_log_linear_dpo_step)
+    assert ch10.check_log_linear_dpo_step(log_linear_step_by_hand)
+    # the displacement case of the check: both log-probabilities fall while their difference rises
+    phi = torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]], dtype=torch.float64)
+    change = log_linear_step_by_hand(phi, torch.zeros(2), torch.zeros(2), 0, 1, 1.0, 1.0)
+    assert change[0] < 0 and change[1] < change[0]
+    wrongs = (
+        lambda *a: -log_linear_step_by_hand(*a),  # a step up the loss, not down
+        lambda f, t, tr, w, l, b, lr: log_linear_step_by_hand(f, t, tr, w, l, 1.0, lr),  # forgets beta
+        lambda f, t, tr, w, l, b, lr: log_linear_step_by_hand(f, t, t, w, l, b, lr),  # no reference: Δ = 0
+        lambda f, t, tr, w, l, b, lr: log_linear_step_by_hand(f, t, tr, w, l, b, lr)[[1, 0]],  # swapped
+    )
+    for wrong in wrongs:
+        with pytest.raises(ExerciseError):
+            ch10.check_log_linear_dpo_step(wrong)
+
+
 def test_ipo_loss():
     assert ch11.check_ipo_loss(ch11.reference_ipo_loss)
     by_hand = lambda pc, pr, rc, rr, lc, lr, b: (((pc - rc) / lc - (pr - rr) / lr - 1 / (2 * b)) ** 2).mean()  # noqa: E731

@@ -10,6 +10,11 @@
    gradient (DPO section 4): large when the implicit reward orders the pair wrongly.
 5. `check_margin_for_loss(fn)`: fn(loss, beta) -> the log-ratio margin Δ at which one pair's DPO loss
    −log σ(β Δ) equals `loss`: Δ = −log(e^loss − 1) / β, so a fixed loss allows a drift that grows as 1/β.
+6. `check_log_linear_dpo_step(fn)`: fn(features [K, d], theta [d], theta_ref [d], chosen, rejected, beta, lr)
+   -> [2], the change of log π(y_w) and of log π(y_l) after one gradient-descent step of size lr on the DPO
+   loss of the single pair (chosen, rejected), for the log-linear policy π_θ(y) = softmax(features · θ)_y. The
+   step is θ + lr β σ(−β Δ) (φ_w − φ_l); both log-probabilities can fall when φ_w and φ_l are alike
+   (likelihood displacement, arXiv 2410.08847).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safel
 
 __all__ = [
     "EXERCISES",
+    "check_log_linear_dpo_step",
     "check_margin_for_loss",
+    "reference_log_linear_dpo_step",
     "reference_margin_for_loss",
     "check_optimal_policy",
     "check_implicit_reward",
@@ -136,6 +143,56 @@ def check_margin_for_loss(fn) -> bool:
     return passed(name)
 
 
+def reference_log_linear_dpo_step(features, theta, theta_ref, chosen: int, rejected: int, beta: float,
+                                  lr: float) -> torch.Tensor:  # fmt: skip
+    """One step of gradient descent on −log σ(β Δ), Δ = (log π_θ(y_w) − log π_ref(y_w)) − (the same for
+    y_l), with π_θ = softmax(features · θ); by autograd. Returns [Δ log π(y_w), Δ log π(y_l)], after minus
+    before."""
+    phi = torch.as_tensor(features, dtype=torch.float64)
+    th = torch.as_tensor(theta, dtype=torch.float64).clone().requires_grad_(True)
+    ref = torch.log_softmax(phi @ torch.as_tensor(theta_ref, dtype=torch.float64), -1)
+    logp = torch.log_softmax(phi @ th, -1)
+    delta = (logp[chosen] - ref[chosen]) - (logp[rejected] - ref[rejected])
+    (grad,) = torch.autograd.grad(-torch.nn.functional.logsigmoid(beta * delta), th)
+    new = torch.log_softmax(phi @ (th.detach() - lr * grad), -1)
+    before = logp.detach()
+    return torch.stack([new[chosen] - before[chosen], new[rejected] - before[rejected]])
+
+
+def check_log_linear_dpo_step(fn) -> bool:
+    name = "one DPO step on a log-linear policy"
+    hint = (
+        "log pi(y) = phi(y)·theta − log Σ_y' exp(phi(y')·theta); the gradient of −log σ(β Δ) with respect to "
+        "theta is −β σ(−β Δ) (phi_w − phi_l) (the partition function's gradients cancel in Δ). Step "
+        "theta − lr · gradient, then compare log-softmax after and before, partition function included"
+    )
+    g = torch.Generator().manual_seed(100)
+    cases = [  # likelihood displacement: y_w and y_l alike, a third answer along their difference gains most
+        (torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]]), torch.zeros(2), torch.zeros(2), 0, 1, 1.0, 1.0),
+    ]
+    for k, d, beta, lr in [(4, 3, 0.5, 0.3), (6, 2, 0.1, 2.0), (10, 5, 2.0, 0.05)]:
+        phi = torch.randn(k, d, generator=g, dtype=torch.float64)
+        theta, theta_ref = (
+            torch.randn(d, generator=g, dtype=torch.float64),
+            torch.randn(d, generator=g).double(),
+        )
+        cases.append((phi, theta, theta_ref, 1, k - 1, beta, lr))
+    for phi, theta, theta_ref, w, l, beta, lr in cases:
+        got = call_safely(name, fn, phi.clone(), theta.clone(), theta_ref.clone(), w, l, beta, lr)
+        got = _tensor(name, got, (2,))
+        want = reference_log_linear_dpo_step(phi, theta, theta_ref, w, l, beta, lr)
+        assert_close(f"{name} (K={len(phi)}, beta={beta}, lr={lr})", got, want, hint, atol=1e-9)
+    return passed(name)
+
+
+def _step_without_partition(features, theta, theta_ref, w, l, beta, lr):
+    """A typical wrong answer: the step is right, but log π is read as the score φ·θ (no partition)."""
+    phi = torch.as_tensor(features, dtype=torch.float64)
+    delta = (phi[w] - phi[l]) @ (torch.as_tensor(theta) - torch.as_tensor(theta_ref)).double()
+    step = lr * beta * torch.sigmoid(-beta * delta) * (phi[w] - phi[l])
+    return torch.stack([phi[w] @ step, phi[l] @ step])
+
+
 EXERCISES = (
     Exercise(1, "The optimal KL-regularized policy", check_optimal_policy, reference_optimal_policy,
              lambda ref, r, beta: ref * torch.exp(r / beta)),
@@ -147,4 +204,6 @@ EXERCISES = (
              lambda pc, pr, rc, rr, beta: torch.sigmoid(beta * ((pc - rc) - (pr - rr)))),
     Exercise(5, "What a loss allows at a given beta", check_margin_for_loss, reference_margin_for_loss,
              lambda loss, beta: -math.log(math.expm1(loss)), kind="open"),
+    Exercise(6, "One DPO step on a log-linear policy", check_log_linear_dpo_step,
+             reference_log_linear_dpo_step, _step_without_partition, kind="open"),
 )  # fmt: skip
