@@ -82,7 +82,7 @@ def _log_softmax(scores):
 
 def log_linear_step_by_hand(features, theta, theta_ref, w, l, beta, lr):
     """Closed form, no autograd: the partition functions cancel in the gradient of Δ, so one step adds
-    lr β σ(−β Δ) (φ_w − φ_l) to θ; then read both log-softmaxes."""
+    lr β σ(−β Δ) (f_w − f_l) to θ; then read both log-softmaxes."""
     phi, th, ref = features.tolist(), theta.tolist(), theta_ref.tolist()
 
     def log_probs(t):

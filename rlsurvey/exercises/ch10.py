@@ -13,7 +13,7 @@
 6. `check_log_linear_dpo_step(fn)`: fn(features [K, d], theta [d], theta_ref [d], chosen, rejected, beta, lr)
    -> [2], the change of log π(y_w) and of log π(y_l) after one gradient-descent step of size lr on the DPO
    loss of the single pair (chosen, rejected), for the log-linear policy π_θ(y) = softmax(features · θ)_y. The
-   step is θ + lr β σ(−β Δ) (φ_w − φ_l); both log-probabilities can fall when φ_w and φ_l are alike
+   step is θ + lr β σ(−β Δ) (f_w − f_l); both log-probabilities can fall when f_w and f_l are alike
    (likelihood displacement, arXiv 2410.08847).
 """
 
@@ -148,13 +148,13 @@ def reference_log_linear_dpo_step(features, theta, theta_ref, chosen: int, rejec
     """One step of gradient descent on −log σ(β Δ), Δ = (log π_θ(y_w) − log π_ref(y_w)) − (the same for
     y_l), with π_θ = softmax(features · θ); by autograd. Returns [Δ log π(y_w), Δ log π(y_l)], after minus
     before."""
-    phi = torch.as_tensor(features, dtype=torch.float64)
+    feats = torch.as_tensor(features, dtype=torch.float64)
     th = torch.as_tensor(theta, dtype=torch.float64).clone().requires_grad_(True)
-    ref = torch.log_softmax(phi @ torch.as_tensor(theta_ref, dtype=torch.float64), -1)
-    logp = torch.log_softmax(phi @ th, -1)
+    ref = torch.log_softmax(feats @ torch.as_tensor(theta_ref, dtype=torch.float64), -1)
+    logp = torch.log_softmax(feats @ th, -1)
     delta = (logp[chosen] - ref[chosen]) - (logp[rejected] - ref[rejected])
     (grad,) = torch.autograd.grad(-torch.nn.functional.logsigmoid(beta * delta), th)
-    new = torch.log_softmax(phi @ (th.detach() - lr * grad), -1)
+    new = torch.log_softmax(feats @ (th.detach() - lr * grad), -1)
     before = logp.detach()
     return torch.stack([new[chosen] - before[chosen], new[rejected] - before[rejected]])
 
@@ -162,8 +162,9 @@ def reference_log_linear_dpo_step(features, theta, theta_ref, chosen: int, rejec
 def check_log_linear_dpo_step(fn) -> bool:
     name = "one DPO step on a log-linear policy"
     hint = (
-        "log pi(y) = phi(y)·theta − log Σ_y' exp(phi(y')·theta); the gradient of −log σ(β Δ) with respect to "
-        "theta is −β σ(−β Δ) (phi_w − phi_l) (the partition function's gradients cancel in Δ). Step "
+        "log pi(y) = f(y)·theta − log Σ_y' exp(f(y')·theta), f(y) the features of y; the gradient of "
+        "−log σ(β Δ) with respect to theta is −β σ(−β Δ) (f_w − f_l) (the partition function's gradients "
+        "cancel in Δ). Step "
         "theta − lr · gradient, then compare log-softmax after and before, partition function included"
     )
     g = torch.Generator().manual_seed(100)
@@ -171,26 +172,26 @@ def check_log_linear_dpo_step(fn) -> bool:
         (torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]]), torch.zeros(2), torch.zeros(2), 0, 1, 1.0, 1.0),
     ]
     for k, d, beta, lr in [(4, 3, 0.5, 0.3), (6, 2, 0.1, 2.0), (10, 5, 2.0, 0.05)]:
-        phi = torch.randn(k, d, generator=g, dtype=torch.float64)
+        feats = torch.randn(k, d, generator=g, dtype=torch.float64)
         theta, theta_ref = (
             torch.randn(d, generator=g, dtype=torch.float64),
             torch.randn(d, generator=g).double(),
         )
-        cases.append((phi, theta, theta_ref, 1, k - 1, beta, lr))
-    for phi, theta, theta_ref, w, l, beta, lr in cases:
-        got = call_safely(name, fn, phi.clone(), theta.clone(), theta_ref.clone(), w, l, beta, lr)
+        cases.append((feats, theta, theta_ref, 1, k - 1, beta, lr))
+    for feats, theta, theta_ref, w, l, beta, lr in cases:
+        got = call_safely(name, fn, feats.clone(), theta.clone(), theta_ref.clone(), w, l, beta, lr)
         got = _tensor(name, got, (2,))
-        want = reference_log_linear_dpo_step(phi, theta, theta_ref, w, l, beta, lr)
-        assert_close(f"{name} (K={len(phi)}, beta={beta}, lr={lr})", got, want, hint, atol=1e-9)
+        want = reference_log_linear_dpo_step(feats, theta, theta_ref, w, l, beta, lr)
+        assert_close(f"{name} (K={len(feats)}, beta={beta}, lr={lr})", got, want, hint, atol=1e-9)
     return passed(name)
 
 
 def _step_without_partition(features, theta, theta_ref, w, l, beta, lr):
-    """A typical wrong answer: the step is right, but log π is read as the score φ·θ (no partition)."""
-    phi = torch.as_tensor(features, dtype=torch.float64)
-    delta = (phi[w] - phi[l]) @ (torch.as_tensor(theta) - torch.as_tensor(theta_ref)).double()
-    step = lr * beta * torch.sigmoid(-beta * delta) * (phi[w] - phi[l])
-    return torch.stack([phi[w] @ step, phi[l] @ step])
+    """A typical wrong answer: the step is right, but log π is read as the score f·θ (no partition)."""
+    feats = torch.as_tensor(features, dtype=torch.float64)
+    delta = (feats[w] - feats[l]) @ (torch.as_tensor(theta) - torch.as_tensor(theta_ref)).double()
+    step = lr * beta * torch.sigmoid(-beta * delta) * (feats[w] - feats[l])
+    return torch.stack([feats[w] @ step, feats[l] @ step])
 
 
 EXERCISES = (
