@@ -222,6 +222,28 @@ def _run_gpu_case(fn, inputs, leaves, backward):
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+def _bandwidth_rows(op: str, methods: dict, shapes, peak_bw) -> list[dict]:
+    """Every method on bf16 logits [n, v] of every shape, forward and forward plus backward, with the floor on
+    bytes moved (2 n v forward; 6 n v with the backward) and the share of peak bandwidth it reached."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    jobs = [(n, v, m, b) for n, v in shapes for m in methods for b in (False, True)]
+    for n, v, method, backward in tqdm(jobs, desc=op):
+        logits = torch.randn(n, v, device="cuda", dtype=torch.bfloat16).requires_grad_(backward)
+        targets = torch.randint(0, v, (n,), device="cuda")
+        res = _run_gpu_case(methods[method], (logits, targets), [logits], backward)
+        floor = (6 if backward else 2) * n * v
+        if "ms_p50" in res and peak_bw:
+            res["bandwidth_fraction"] = floor / (res["ms_p50"] * 1e-3) / peak_bw
+        mode = "fwd+bwd" if backward else "fwd"
+        rows.append(
+            {"op": op, "mode": mode, "tokens": n, "vocab": v, "method": method, "floor_bytes": floor, **res}
+        )
+        del logits, targets
+    return rows
+
+
 def gpu_part(quick: bool) -> dict:
     from tqdm.auto import tqdm
 
@@ -242,33 +264,9 @@ def gpu_part(quick: bool) -> dict:
         **liger_fused,
     }
     shapes = [(4096, 32000)] if quick else [(n, v) for n in (4096, 16384) for v in (32000, 128256, 151936)]
-    rows = []
-    jobs = [(n, v, m, b) for n, v in shapes for m in lp_methods for b in (False, True)]
-    for n, v, method, backward in tqdm(jobs, desc="log-probs"):
-        logits = torch.randn(n, v, device="cuda", dtype=torch.bfloat16).requires_grad_(backward)
-        targets = torch.randint(0, v, (n,), device="cuda")
-        res = _run_gpu_case(lp_methods[method], (logits, targets), [logits], backward)
-        floor = (6 if backward else 2) * n * v
-        if "ms_p50" in res and peak_bw:
-            res["bandwidth_fraction"] = floor / (res["ms_p50"] * 1e-3) / peak_bw
-        mode = "fwd+bwd" if backward else "fwd"
-        case = {"op": "token_logprobs", "mode": mode, "tokens": n, "vocab": v, "method": method}
-        rows.append({**case, "floor_bytes": floor, **res})
-        del logits, targets
-    both = entropy_methods()
+    rows = _bandwidth_rows("token_logprobs", lp_methods, shapes, peak_bw)
     both_shapes = [(8192, 151936)] if quick else [(8192, 32000), (8192, 151936)]
-    jobs = [(n, v, m, b) for n, v in both_shapes for m in both for b in (False, True)]
-    for n, v, method, backward in tqdm(jobs, desc="log-probs + entropy"):
-        logits = torch.randn(n, v, device="cuda", dtype=torch.bfloat16).requires_grad_(backward)
-        targets = torch.randint(0, v, (n,), device="cuda")
-        res = _run_gpu_case(both[method], (logits, targets), [logits], backward)
-        floor = (6 if backward else 2) * n * v
-        if "ms_p50" in res and peak_bw:
-            res["bandwidth_fraction"] = floor / (res["ms_p50"] * 1e-3) / peak_bw
-        mode = "fwd+bwd" if backward else "fwd"
-        case = {"op": "logprobs+entropy", "mode": mode, "tokens": n, "vocab": v, "method": method}
-        rows.append({**case, "floor_bytes": floor, **res})
-        del logits, targets
+    rows += _bandwidth_rows("logprobs+entropy", entropy_methods(), both_shapes, peak_bw)
     hidden_size = 4096
     jobs = [(n, v, m) for n, v in shapes for m in fused_methods]
     for n, v, method in tqdm(jobs, desc="fused linear"):

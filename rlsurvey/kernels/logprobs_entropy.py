@@ -29,19 +29,13 @@ from __future__ import annotations
 import torch
 
 from rlsurvey.kernels._dispatch import resolve_backend, triton_kernel
-from rlsurvey.kernels._validate import (
-    FLOAT_DTYPES,
-    check_same_device,
-    check_temperature,
-    check_tensor,
-    compute_dtype,
-    sanitize_targets,
-)
+from rlsurvey.kernels._validate import compute_dtype, sanitize_targets
 from rlsurvey.kernels.entropy import _stable_terms, token_entropy_naive
 from rlsurvey.kernels.logprobs import (
     REFERENCE_CHUNK_BYTES,
     _chunk_rows,
     _scaled,
+    _validate,
     block_size,
     chunk_backward,
     chunk_forward,
@@ -304,17 +298,7 @@ def token_logprobs_and_entropy(
     Triton path (which takes 3-D inputs through their strides; see the module docstring). `backend`
     ("triton" or "torch") overrides RLSURVEY_KERNELS for this call; float64 runs the reference in float64.
     """
-    check_tensor("logits", logits, FLOAT_DTYPES, ndim_min=1)
-    check_tensor("targets", targets)
-    if targets.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"targets must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, "
-            f"got {tuple(targets.shape)}"
-        )
-    check_same_device(logits=logits, targets=targets)
-    if logits.shape[-1] == 0:
-        raise ValueError("logits must have a non-empty last (vocabulary) dimension, got size 0")
-    temperature = check_temperature(temperature)
+    temperature = _validate(logits, targets, ignore_index, temperature)
     lead, vocab = targets.shape, logits.shape[-1]
     t, bad = sanitize_targets("targets", targets.reshape(-1), vocab, ignore_index)
     t = t.long()
