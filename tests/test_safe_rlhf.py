@@ -27,6 +27,18 @@ def test_multiplier_update_by_hand():
             LagrangeMultiplier(**bad)
 
 
+def test_multiplier_survives_steps_too_large_for_exp():
+    """A step of thousands of nats on ln(lambda) neither overflows exp nor leaves lambda at 0, whose logarithm
+    the next step needs (both happened before the bounds were applied to ln(lambda))."""
+    up = LagrangeMultiplier(value=100.0, learning_rate=10.0, cost_limit=0.0, max_value=100.0)
+    assert up.update(1.0) == 100.0  # ln step +1000: exp overflows without the cap in log space
+    down = LagrangeMultiplier(value=100.0, learning_rate=10.0, cost_limit=1.0)
+    assert down.update(0.0) == 1e-8  # ln step -1000: exp underflows to 0.0 without the floor
+    assert down.update(2.0) > 1e-8  # and the multiplier can rise again
+    with pytest.raises(ValueError, match="min_value"):
+        LagrangeMultiplier(min_value=0.0)
+
+
 @settings(max_examples=50, deadline=None)
 @given(cost=st.floats(-3, 3), limit=st.floats(-1, 1), value=st.floats(0.01, 10))
 def test_multiplier_moves_towards_feasibility(cost, limit, value):

@@ -38,6 +38,7 @@ class LagrangeMultiplier:
     learning_rate: float = 0.1  # α, step size of the update on ln λ
     cost_limit: float = 0.0  # d: the constraint is E[C] ≤ d
     max_value: float = 100.0  # cap on λ, so a long violation cannot make the reward all cost
+    min_value: float = 1e-8  # floor on λ: ln λ must stay finite for the next step
 
     def __post_init__(self):
         if not self.value > 0:
@@ -46,13 +47,25 @@ class LagrangeMultiplier:
             )
         if not self.learning_rate > 0:
             raise ValueError(f"LagrangeMultiplier.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.min_value < self.max_value:
+            raise ValueError(
+                "LagrangeMultiplier needs 0 < min_value < max_value, "
+                f"got {self.min_value} and {self.max_value}"
+            )
 
     def update(self, mean_cost: float) -> float:
-        """One ascent step on ln λ with the measured constraint violation Ĉ − d; returns the new λ."""
+        """One ascent step on ln λ with the measured constraint violation Ĉ − d; returns the new λ, kept in
+        [min_value, max_value]. The bounds apply to ln λ before exponentiating: a large step would otherwise
+        overflow exp, or underflow λ to 0, whose logarithm the next step cannot take."""
         if not math.isfinite(mean_cost):
             raise ValueError(f"mean_cost must be finite, got {mean_cost}")
         log_value = math.log(self.value) + self.learning_rate * self.value * (mean_cost - self.cost_limit)
-        self.value = min(math.exp(log_value), self.max_value)
+        if log_value >= math.log(self.max_value):
+            self.value = self.max_value
+        elif log_value <= math.log(self.min_value):
+            self.value = self.min_value
+        else:
+            self.value = math.exp(log_value)
         return self.value
 
 
