@@ -1,9 +1,15 @@
 """Exercises of chapter 08 (RLAIF, survey section 5 of arXiv 2412.10400).
 
-1. `check_debiased(fn)`: fn(p_ab, p_ba) -> P(A ≻ B) from both presentation orders of an LM judge.
-2. `check_agreement(fn)`: fn(p_ai, gold_a, gold_b) -> the fraction of pairs with distinct gold rewards where
-   the AI prefers the response with the higher gold reward (Lee et al., arXiv 2309.00267).
-3. `check_repetition_preference(fn)`: fn(p_ai, rep_a, rep_b) -> among pairs whose repetition differs, the
+1. `check_debiased(fn)`: fn(p_ab, p_ba) -> P(A ≻ B) from both presentation orders of an LM judge, the
+   average of the chapter (a warm-up).
+2. `check_logodds_debias(fn)`: fn(p_ab, p_ba) -> the judge's preference with its position bias removed
+   exactly, when the bias is a shift b of the log-odds towards the first slot: P(first ≻ second) = σ(h + b)
+   with h the log-odds the content earns. A derivation: the chapter's average of the two probabilities does
+   not recover σ(h).
+3. `check_soft_label_loss(fn)`: fn(margin, p_judge) -> the Bradley-Terry cross-entropy against the judge's
+   probability instead of a hard label (Lee et al., arXiv 2309.00267, train their reward models on the AI
+   labeller's soft labels). Its minimum sits at margin = logit(p_judge), not at an ever larger margin.
+4. `check_repetition_preference(fn)`: fn(p_ai, rep_a, rep_b) -> among pairs whose repetition differs, the
    fraction where the AI prefers the less repetitive response: the measure of the constitution experiment.
 """
 
@@ -16,12 +22,14 @@ from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safel
 
 __all__ = [
     "EXERCISES",
-    "check_agreement",
     "check_debiased",
+    "check_logodds_debias",
     "check_repetition_preference",
-    "reference_agreement",
+    "check_soft_label_loss",
     "reference_debiased",
+    "reference_logodds_debias",
     "reference_repetition_preference",
+    "reference_soft_label_loss",
 ]
 
 
@@ -51,25 +59,69 @@ def check_debiased(fn) -> bool:
     return passed("debiased preference")
 
 
-def reference_agreement(p_ai, gold_a, gold_b) -> float:
-    """Among pairs with distinct gold, the share where the AI's pick (p_ai > 0.5: A) has the higher gold."""
-    p_ai, gold_a, gold_b = (np.asarray(x, dtype=np.float64) for x in (p_ai, gold_a, gold_b))
-    decided = gold_a != gold_b
-    return float(((p_ai > 0.5) == (gold_a > gold_b))[decided].mean())
+def reference_logodds_debias(p_ab, p_ba):
+    """logit p_ab = h + b and logit p_ba = −h + b, so h = (logit p_ab − logit p_ba) / 2: return σ(h)."""
+    p_ab, p_ba = torch.as_tensor(p_ab, dtype=torch.float64), torch.as_tensor(p_ba, dtype=torch.float64)
+    return torch.sigmoid(0.5 * (torch.logit(p_ab) - torch.logit(p_ba)))
 
 
-def check_agreement(fn) -> bool:
-    """`fn(p_ai, gold_a, gold_b)`: among pairs with distinct gold scores, the fraction where the AI prefers
-    the response with the higher gold reward."""
-    rng = np.random.default_rng(8)
-    gold_a, gold_b = rng.normal(size=200).round(1), rng.normal(size=200).round(1)
-    p_ai = rng.random(200)
-    got = call_safely("agreement", fn, p_ai.copy(), gold_a.copy(), gold_b.copy())
-    want = reference_agreement(p_ai, gold_a, gold_b)
-    if not isinstance(got, (float, int, np.floating)) and not (hasattr(got, "item")):
-        raise ExerciseError("agreement: return one number, the fraction of agreeing pairs")
-    assert_close("agreement", float(got), want, "leave out pairs whose gold rewards are equal")
-    return passed("judge agreement")
+def _biased_judge(n: int, seed: int):
+    """A judge whose log-odds for 'first ≻ second' are h + b: content h (of A over B) plus a slot bias b."""
+    g = torch.Generator().manual_seed(seed)
+    h = 2.0 * torch.randn(n, generator=g, dtype=torch.float64)
+    b = 1.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    return torch.sigmoid(h + b), torch.sigmoid(-h + b), torch.sigmoid(h)
+
+
+def check_logodds_debias(fn) -> bool:
+    """`fn(p_ab, p_ba)`: p_ab = P(A ≻ B) with A read first, p_ba = P(B ≻ A) with B read first, from a
+    judge whose bias adds the same b to the log-odds of whichever response it reads first -> σ(h), the
+    preference its content alone gives."""
+    name = "log-odds debiasing"
+    hint = (
+        "write logit(p_ab) and logit(p_ba) in terms of h and b, and solve the two equations for h; the "
+        "probability average of exercise 1 is not the answer when b != 0"
+    )
+    for seed, n in ((81, 200), (82, 7)):
+        p_ab, p_ba, want = _biased_judge(n, seed)
+        got = call_safely(name, fn, p_ab.clone(), p_ba.clone())
+        assert_close(name, got, want, hint, atol=1e-6)
+    return passed(name)
+
+
+def reference_soft_label_loss(margin, p_judge):
+    """−[p log σ(m) + (1 − p) log σ(−m)] per pair, m = r_φ(x, y_A) − r_φ(x, y_B), p = P_judge(A ≻ B)."""
+    margin = torch.as_tensor(margin, dtype=torch.float64)
+    p_judge = torch.as_tensor(p_judge, dtype=torch.float64)
+    return -(p_judge * torch.nn.functional.logsigmoid(margin)
+             + (1 - p_judge) * torch.nn.functional.logsigmoid(-margin))  # fmt: skip
+
+
+def check_soft_label_loss(fn) -> bool:
+    """`fn(margin, p_judge)`: the per-pair loss of a reward model whose margin r(A) − r(B) is fitted to the
+    judge's probability p_judge that A is better (a tensor of losses, one per pair)."""
+    name = "soft-label loss"
+    hint = (
+        "the cross-entropy between the judge's distribution (p, 1 - p) and the model's (σ(margin), "
+        "σ(-margin)); with p = 1 it is the hard-label loss -log σ(margin); use logsigmoid for large margins"
+    )
+    g = torch.Generator().manual_seed(83)
+    margin = 6.0 * torch.randn(300, generator=g, dtype=torch.float64)
+    p = torch.rand(300, generator=g, dtype=torch.float64)
+    margin[:3] = torch.tensor([60.0, -60.0, 0.0], dtype=torch.float64)  # saturated and even pairs
+    got = call_safely(name, fn, margin.clone(), p.clone())
+    assert_close(name, got, reference_soft_label_loss(margin, p), hint)
+    # the loss's minimum over the margin must sit at logit(p): the gradient vanishes there
+    p_star = torch.tensor([0.2, 0.6, 0.9], dtype=torch.float64)
+    m = torch.logit(p_star).clone().requires_grad_(True)
+    out = call_safely(name, fn, m, p_star)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        raise ExerciseError(
+            f"{name}: return a torch tensor built from margin with torch operations. Hint: {hint}"
+        )
+    (grad,) = torch.autograd.grad(out.sum(), m)
+    assert_close(name, grad, torch.zeros(3, dtype=torch.float64), hint, atol=1e-6)
+    return passed(name)
 
 
 def reference_repetition_preference(p_ai, rep_a, rep_b) -> float:
@@ -102,8 +154,10 @@ def check_repetition_preference(fn) -> bool:
 
 EXERCISES = (
     Exercise(1, "Cancel the position bias", check_debiased, reference_debiased, lambda p_ab, p_ba: p_ab),
-    Exercise(2, "Agreement with the gold ordering", check_agreement, reference_agreement,
-             lambda p, ga, gb: float(((p > 0.5) == (ga > gb)).mean())),
-    Exercise(3, "Against repetition", check_repetition_preference, reference_repetition_preference,
+    Exercise(2, "Remove a log-odds position bias exactly", check_logodds_debias, reference_logodds_debias,
+             reference_debiased),
+    Exercise(3, "Soft labels from the judge", check_soft_label_loss, reference_soft_label_loss,
+             lambda m, p: -torch.nn.functional.logsigmoid(m)),
+    Exercise(4, "Against repetition", check_repetition_preference, reference_repetition_preference,
              lambda p, ra, rb: float(((p > 0.5) == (ra < rb)).mean()), kind="open"),
 )  # fmt: skip
