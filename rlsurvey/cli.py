@@ -5,17 +5,20 @@
     rlsurvey train dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset trl-lib/ultrafeedback_binarized ...
     rlsurvey train grpo --output-dir out/grpo                       # GRPO on arithmetic with the verifier
     rlsurvey train sft --output-dir out/sft                         # SFT on worked solutions (reasoning)
+    rlsurvey train prm --output-dir out/prm                         # a process RM on exact step labels
     rlsurvey data --world reviews --type preference pairs.jsonl     # a world's data in TRL's format
     accelerate launch -m rlsurvey train dpo ...                      # several processes
 
 Each subcommand's options are generated from its trainer's config dataclass (`rlsurvey.config_args`), the
 same one the notebooks use: SFTConfig (RLHF's first stage, R1's cold start), RewardTrainingConfig (section
 4.1 of arXiv 2412.10400), RLHFPPOConfig (4.2), the RLOO preset of GRPOConfig (4.2, arXiv 2402.14740),
-DPOConfig (7, arXiv 2305.18290), GRPOConfig (3, arXiv 2402.03300). Without `--model` or `--dataset` a run
+DPOConfig (7, arXiv 2305.18290), GRPOConfig (3, arXiv 2402.03300), StepRewardConfig (process and outcome
+reward models, arXiv 2305.20050, chapter 15). Without `--model` or `--dataset` a run
 uses a shipped tiny model and data generated from a synthetic world, so every command works offline.
 
 The output directory holds a Hugging Face checkpoint (safetensors and tokenizer) loadable by plain
-transformers (`AutoModelForCausalLM`, or `AutoModelForSequenceClassification` for a reward model),
+transformers (`AutoModelForCausalLM`; `AutoModelForSequenceClassification` for a reward model,
+`AutoModelForTokenClassification` for a step reward model),
 `metrics.jsonl` (one JSON object per step, TRL's metric names) and `train_config.json` (the command, its
 inputs and every config field). Under several processes (`WORLD_SIZE` > 1) only the main process writes.
 """
@@ -78,6 +81,7 @@ def _commands() -> dict[str, Command]:
     from rlsurvey.algos.rloo import rloo_config
     from rlsurvey.algos.sft import SFTConfig
     from rlsurvey.rewards.bradley_terry import RewardTrainingConfig
+    from rlsurvey.rewards.process import KINDS, StepRewardConfig
 
     group = {"aggregation": AGGREGATIONS, "kl_estimator": ("k1", "k2", "k3"), "loss_type": LOSS_TYPES,
              "importance_sampling_level": IMPORTANCE_LEVELS,
@@ -112,10 +116,15 @@ def _commands() -> dict[str, Command]:
             "GRPO / Dr. GRPO with group advantages, e.g. on a verifier (survey 3)",
             {"advantage": ADVANTAGES, **group},
         ),
+        "prm": Command(
+            StepRewardConfig, StepRewardConfig, "reasoning", "steps",
+            "a process (or with --kind orm an outcome) reward model on the reasoning world's step labels",
+            {"kind": KINDS, "lr_scheduler": ("linear", "constant")},
+        ),
     }  # fmt: skip
 
 
-COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo")
+COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
 WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier"}
@@ -144,11 +153,16 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         model_help = (
             "the backbone of the reward model (a fresh zero head is added), or a reward-model directory"
         )
+    if name == "prm":
+        model_help = (
+            "the policy that writes the labelled responses, also the backbone of the step reward model"
+        )
     g.add_argument("--model", default=None, help=model_help + " [default: the world's shipped model]")
     kind = {
         "preference": "preference pairs (prompt/chosen/rejected, standard or conversational)",
         "prompt": "prompts (a 'prompt' column, strings or messages)",
         "sft": "demonstrations (prompt/completion strings or messages, a 'messages' column, or 'text')",
+        "steps": "not read: responses are sampled from --model on the reasoning world and labelled exactly",
     }[cmd.data]
     g.add_argument(
         "--dataset", default=None,
@@ -438,6 +452,8 @@ def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
             rm.save_pretrained(out)
         return history
     model, tok = load_model(_model_name(args), device=device, trust_remote_code=args.trust_remote_code)
+    if args.algo == "prm":
+        return _train_step_rm(args, cfg, out, model, tok, device, log)
     if args.algo == "sft":
         from rlsurvey.algos.sft import SFTTrainer
 
@@ -468,6 +484,33 @@ def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
     history = train_grpo(model, tok, prompts, reward_fn, cfg, callback=log.write)
     if main and not (out / "config.json").is_file():  # train_grpo saves to output_dir
         _save_model(model, tok, out)
+    return history
+
+
+# the step-labelled data of `rlsurvey train prm`: chains of 3 to 6 operands with the reasoning opened, one
+# operand more than reason-base was pretrained on, so that it makes step errors (chapter 15)
+PRM_OPERANDS = (3, 6)
+
+
+def _train_step_rm(args, cfg, out: Path, policy, tok, device, log) -> list[dict]:
+    """`rlsurvey train prm`: sample one response per generated prompt from the policy, label its steps
+    exactly (`rlsurvey.tasks.reasoning.step_labels`) and train a StepRewardModel from the same checkpoint."""
+    from rlsurvey.assets import SHIPPED_MODELS, model_path
+    from rlsurvey.lm.generation import generate
+    from rlsurvey.rewards.process import StepRewardModel, StepRewardTrainer, step_examples
+    from rlsurvey.tasks import reasoning
+
+    lo, hi = PRM_OPERANDS
+    prompts = reasoning.open_reasoning(
+        reasoning.sample_prompts(_num(args), seed=args.seed, min_operands=lo, max_operands=hi)
+    )
+    gen = generate(policy, tok, prompts, cfg.max_new_tokens, cfg.temperature, seed=args.seed)
+    name = _model_name(args)
+    where = model_path(name) if name in SHIPPED_MODELS else name
+    rm = StepRewardModel.from_pretrained(where, trust_remote_code=args.trust_remote_code).to(device)
+    trainer = StepRewardTrainer(rm, step_examples(prompts, gen.texts, cfg.kind), cfg)
+    history = trainer.train(callback=log.write)
+    trainer.save(out)
     return history
 
 

@@ -264,6 +264,17 @@ def _check_data(args, cmd) -> None:
     from rlsurvey.data import check_preferences
     from rlsurvey.interop import check_prompts
 
+    if cmd.data == "steps":
+        if args.world != "reasoning":
+            raise InputError(
+                f"--world {args.world}: step labels exist only in the reasoning world; use --world reasoning"
+            )
+        if args.dataset is not None:
+            raise InputError(
+                f"--dataset {args.dataset}: rlsurvey train prm samples its responses from --model on the "
+                "reasoning world and labels them exactly; it reads no dataset"
+            )
+        return
     if args.dataset is None:
         if cmd.data == "preference" and args.world != "reviews":
             raise InputError(

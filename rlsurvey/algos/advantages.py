@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["group_advantages", "leave_one_out_advantages", "whiten"]
+__all__ = ["group_advantages", "leave_one_out_advantages", "process_advantages", "whiten"]
 
 
 def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -66,6 +66,51 @@ def leave_one_out_advantages(rewards: torch.Tensor, group_size: int) -> torch.Te
     r = _grouped(rewards, group_size)
     baseline = (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)
     return (r - baseline).reshape(-1)
+
+
+def process_advantages(
+    step_rewards, step_index, group_size: int, length: int, eps: float = 1e-4
+) -> torch.Tensor:
+    """GRPO with process supervision (DeepSeekMath, arXiv 2402.03300, section 4.1.3): each response i has
+    rewards r_i^(j) at the tokens index(j) that end its steps. They are normalized over all step rewards R
+    of the group, r̃_i^(j) = (r_i^(j) − mean(R)) / (std(R) + eps), and the advantage of token t is the sum of
+    the normalized rewards of the steps that end at or after it: Â_{i,t} = Σ_{index(j) ≥ t} r̃_i^(j).
+
+    | argument | shape | meaning |
+    |---|---|---|
+    | step_rewards | P*G lists | the rewards of each response's steps, in order, grouped by prompt |
+    | step_index | P*G lists | the response-token index where each step ends, increasing, each < length |
+    | returns | [P*G, length] | Â_{i,t}; 0 after a response's last step |
+    """
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+        raise ValueError(f"group_size must be an int of at least 2, got {group_size!r}")
+    if len(step_rewards) != len(step_index) or len(step_rewards) % group_size:
+        raise ValueError(
+            f"step_rewards and step_index must have one entry per response, a multiple of group_size="
+            f"{group_size}; got {len(step_rewards)} and {len(step_index)}"
+        )
+    out = torch.zeros(len(step_rewards), length, dtype=torch.float32)
+    for g in range(0, len(step_rewards), group_size):
+        rows = range(g, g + group_size)
+        for i in rows:
+            if len(step_rewards[i]) != len(step_index[i]):
+                raise ValueError(
+                    f"response {i} has {len(step_rewards[i])} step rewards and {len(step_index[i])} step ends"
+                )
+            idx = list(step_index[i])
+            if any(not 0 <= k < length for k in idx) or any(a >= b for a, b in zip(idx, idx[1:])):
+                raise ValueError(f"response {i}: step ends must increase within [0, {length}), got {idx}")
+        pooled = torch.tensor([float(r) for i in rows for r in step_rewards[i]], dtype=torch.float64)
+        if pooled.numel() == 0:
+            continue
+        if not torch.isfinite(pooled).all():
+            raise ValueError("step_rewards contain NaN or infinity")
+        mean = pooled.mean()
+        std = pooled.std(unbiased=True) if pooled.numel() > 1 else torch.zeros((), dtype=torch.float64)
+        for i in rows:
+            for r, k in zip(step_rewards[i], step_index[i]):
+                out[i, : k + 1] += float((float(r) - mean) / (std + eps))
+    return out
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8):

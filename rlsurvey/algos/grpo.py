@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages
+from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages, process_advantages
 from rlsurvey.algos.policy_loss import (
     AGGREGATIONS,
     IMPORTANCE_LEVELS,
@@ -305,8 +305,15 @@ def train_grpo(
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     callback: Callable[[dict], None] | None = None,
     sampler=None,
+    step_reward_fn: Callable[[list[str], list[str]], list[tuple[list[int], list[float]]]] | None = None,
 ) -> list[dict]:
     """Train `policy` in place with group advantages; returns one dict of metrics per step.
+
+    step_reward_fn: process supervision (DeepSeekMath, arXiv 2402.03300, section 4.1.3): called with the
+    rollout's prompts and completions, it returns per response (the response-token indices where its steps
+    end, their rewards), e.g. a process reward model's step scores (`rlsurvey.rewards.process.
+    prm_step_rewards`); the advantages are then `process_advantages` per token, and `reward_fn` is only
+    logged ("reward"). Logged: "process/step_reward", the mean step reward.
 
     prompts: a pool to cycle through in a shuffled order, or a function `n -> list of n prompts`.
     reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training. Given
@@ -337,6 +344,11 @@ def train_grpo(
     """
     cfg = config or GRPOConfig()
     cfg.validate()
+    if step_reward_fn is not None and (cfg.kl_in_reward or cfg.dynamic_sampling):
+        raise ValueError(
+            "step_reward_fn (process rewards) works with the KL in the loss and without dynamic sampling; "
+            f"got kl_in_reward={cfg.kl_in_reward}, dynamic_sampling={cfg.dynamic_sampling}"
+        )
     disable_dropout(policy)
     if reference is not None and reference is policy:
         raise ValueError(
@@ -495,7 +507,19 @@ def train_grpo(
                 seq_kl = kl_estimate(old_logps, roll.ref_logprobs, mask, "k1", per_sequence=True)
             if cfg.kl_in_reward and seq_kl is not None:
                 rewards = rewards - cfg.kl_coef * seq_kl
-            adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
+            process_stats = {}
+            if step_reward_fn is None:
+                adv = group_step_advantages(rewards, cfg.group_size, cfg.advantage)
+            else:
+                lengths_now = mask.sum(1).tolist()
+                ends, step_r = [], []
+                for (idx, rs), n_tok in zip(step_reward_fn(list(g.prompts), list(g.texts)), lengths_now):
+                    kept = [(k, r) for k, r in zip(idx, rs) if k < n_tok]  # past the end: cut, no EOS
+                    ends.append([k for k, _ in kept])
+                    step_r.append([r for _, r in kept])
+                adv = process_advantages(step_r, ends, cfg.group_size, mask.shape[1]).to(mask.device)
+                flat = [float(r) for rs in step_r for r in rs]
+                process_stats["process/step_reward"] = sum(flat) / max(1, len(flat))
 
             stats: dict[str, list[float]] = {"loss": [], "clip_ratio": [], "kl_loss": []}
             for _ in range(cfg.epochs_per_rollout):
@@ -558,6 +582,7 @@ def train_grpo(
             else:
                 row.update(kl_metrics(old_logps, roll.ref_logprobs, mask))
             row.update({k: float(v) for k, v in sampler_stats.items()})
+            row.update(process_stats)
             if cfg.dynamic_sampling:  # the share of sampled groups dropped for carrying no signal
                 row["dynamic_sampling/frac_dropped"] = 1.0 - have / sampled_groups
                 row["dynamic_sampling/rounds"] = float(rounds)

@@ -19,6 +19,12 @@ The verifier is strict (`parse`): a response is exactly an optional reasoning bl
 canonical decimal form (no sign, no leading zeros, nothing after it). Two answers, an answer only inside the
 reasoning, an answer before the reasoning, extra text, leading zeros or a minus sign all score 0.
 
+Step labels (`step_labels`, chapter 15): the world knows the worked solution, so it can say of every step a
+response writes whether it is right. Step k is labelled correct when the first k steps of the response are
+exactly the first k steps of the worked solution: the reasoning is still on the one right path after it. A
+missing, repeated, unparsable or extra step is wrong, and so is every step after it (the running total is
+no longer the prompt's).
+
 The pretraining corpus (`make_corpus`) mixes worked solutions (a fraction `worked_fraction`, always right)
 with direct answers, a fraction `wrong_fraction` of which is deliberately wrong (off by 1, 2, 3 or 10): a
 model that imitates it reasons on a minority of prompts and is often wrong when it does not.
@@ -39,14 +45,17 @@ __all__ = [
     "THINK_OPEN",
     "Parsed",
     "ReasoningConfig",
+    "StepLabels",
     "accuracy_reward",
     "answer",
     "format_reward",
     "make_corpus",
+    "open_reasoning",
     "parse",
     "reasons",
     "sample_problems",
     "sample_prompts",
+    "step_labels",
     "worked_solution",
 ]
 
@@ -55,7 +64,7 @@ STEP_SEP = ";"
 _NUMBER = r"(?:0|[1-9][0-9]*)"
 _RESPONSE = re.compile(rf"^(?:\[(?P<think>[^\[\]]*)\])?(?P<answer>{_NUMBER})$")
 _STEP = re.compile(rf"^(?P<a>{_NUMBER})(?P<op>[+-])(?P<b>[0-9])=(?P<c>{_NUMBER})$")
-_PROMPT = re.compile(r"^[0-9](?:[+-][0-9])+=$")
+_PROMPT = re.compile(r"^[0-9](?:[+-][0-9])+=\[?$")
 
 
 @dataclass
@@ -117,8 +126,11 @@ def sample_prompts(n: int, seed: int = 0, config: ReasoningConfig | None = None,
 
 def _terms(prompt: str) -> tuple[int, list[tuple[str, int]]]:
     if not isinstance(prompt, str) or not _PROMPT.match(prompt):
-        raise ValueError(f"prompt must be a chain of one-digit numbers such as '3+8-5+9=', got {prompt!r}")
-    body = prompt[:-1]
+        raise ValueError(
+            f"prompt must be a chain of one-digit numbers such as '3+8-5+9=' (or '3+8-5+9=[', the reasoning "
+            f"opened), got {prompt!r}"
+        )
+    body = prompt[: prompt.index("=")]
     return int(body[0]), [(body[i], int(body[i + 1])) for i in range(1, len(body), 2)]
 
 
@@ -171,6 +183,21 @@ def reasons(completion: str) -> bool:
     return parse(completion).think is not None
 
 
+def open_reasoning(prompts: Sequence[str]) -> list[str]:
+    """The prompts with the reasoning block opened, "3+8-5=" -> "3+8-5=[": every response then reasons.
+    The rewards and `step_labels` read such a prompt's completion as if it began with "["."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of str, got a single str")
+    return [p if p.endswith(THINK_OPEN) else p + THINK_OPEN for p in prompts]
+
+
+def _whole(prompt: str, completion: str) -> str:
+    """The response as the verifier reads it: with the "[" that an opened prompt (`open_reasoning`) holds."""
+    if not isinstance(completion, str):
+        raise TypeError(f"completion must be a str, got {type(completion).__name__}")
+    return THINK_OPEN + completion if isinstance(prompt, str) and prompt.endswith(THINK_OPEN) else completion
+
+
 def _well_formed_steps(steps: Sequence[str]) -> bool:
     return bool(steps) and all(_STEP.match(s) for s in steps)
 
@@ -181,7 +208,7 @@ def accuracy_reward(prompts: Sequence[str], completions: Sequence[str]) -> np.nd
     prompts, completions = check_pairs(prompts, completions)
     out = np.zeros(len(prompts), dtype=np.float64)
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        got = parse(c).answer
+        got = parse(_whole(p, c)).answer
         out[i] = float(got is not None and got == answer(p))
     return out
 
@@ -191,8 +218,8 @@ def format_reward(prompts: Sequence[str], completions: Sequence[str]) -> np.ndar
     `x+y=z` / `x-y=z` steps separated by ";", then one well-formed answer. Else 0.0."""
     prompts, completions = check_pairs(prompts, completions)
     out = np.zeros(len(prompts), dtype=np.float64)
-    for i, c in enumerate(completions):
-        parsed = parse(c)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        parsed = parse(_whole(p, c))
         out[i] = float(
             parsed.answer is not None and parsed.think is not None and _well_formed_steps(parsed.steps)
         )
@@ -230,3 +257,71 @@ def make_corpus(
         else:
             lines.append(f"{prompt}{_wrong(value, rng) if rng.random() < wrong_fraction else value}")
     return lines
+
+
+@dataclass(frozen=True)
+class StepLabels:
+    """The steps of one response and their exact labels (`step_labels`).
+
+    `ends[k]` is the index, in the completion string, of the character that closes step k: the ";" after
+    it, the "]" after the last one, or the step's own last character when the response stops inside it.
+    A process reward model reads its score there (for a one-character-per-token tokenizer the index is
+    also the token's index in the response)."""
+
+    steps: tuple[str, ...]  # the reasoning split at ";" (an unclosed reasoning runs to the end)
+    ends: tuple[int, ...]  # per step: index of its closing character in the completion
+    correct: tuple[bool, ...]  # per step: the first k steps equal those of the worked solution
+    n_expected: int  # the number of steps of the worked solution (one per operator)
+    answer_correct: bool  # the strict verifier's verdict on the whole response (`accuracy_reward`)
+
+    @property
+    def all_steps_correct(self) -> bool:
+        """Every expected step is written and right, and no other step is."""
+        return len(self.correct) == self.n_expected and all(self.correct)
+
+    @property
+    def first_error(self) -> int | None:
+        """Index of the first wrong step, or None when every written step is right."""
+        return next((k for k, ok in enumerate(self.correct) if not ok), None)
+
+
+def step_labels(prompt: str, completion: str) -> StepLabels:
+    """Label every step of `completion` against the worked solution of `prompt`; never raises on a
+    malformed completion (the prompt must be a valid one; an opened prompt "3+8-5=[" is read with its "[").
+
+    | response | steps | correct |
+    |---|---|---|
+    | `[3+8=11;11-5=6]6` to `3+8-5=` | 2 | (True, True) |
+    | `[3+8=12;12-5=7]7` (a wrong sum) | 2 | (False, False) |
+    | `[3+8=11]6` (a missing step) | 1 | (True,); `all_steps_correct` is False |
+    | `[3+8=11;3+8=11;11-5=6]6` (a repeated step) | 3 | (True, False, False) |
+    | `[3+8=11;x]6` (an unparsable step) | 2 | (True, False) |
+    | `[]6` (empty reasoning), `6` (a direct answer) | 0 | () |
+    """
+    expected = worked_solution(prompt)[1:].split(THINK_CLOSE)[0].split(STEP_SEP)
+    whole = _whole(prompt, completion)
+    right = bool(accuracy_reward([prompt], [completion])[0])
+    # indices into `completion`: skip leading whitespace; an opened prompt holds the "[" (index -1)
+    offset = len(whole) - len(whole.lstrip()) - (len(whole) - len(completion))
+    text = whole.strip()
+    steps: list[str] = []
+    ends: list[int] = []
+    if text.startswith(THINK_OPEN):
+        close = text.find(THINK_CLOSE)
+        body = text[1:] if close < 0 else text[1:close]
+        parts = body.split(STEP_SEP) if body else []
+        if close < 0 and parts and not parts[-1]:
+            parts.pop()  # cut right after a ";": the next step was never begun
+        start = 1
+        if parts:
+            for part in parts:
+                stop = start + len(part)  # the separator's index, or the closing bracket's
+                steps.append(part)
+                ends.append(offset + (stop if stop < len(text) else stop - 1))
+                start = stop + 1
+    correct, on_track = [], True
+    for k, step in enumerate(steps):
+        m = _STEP.match(step)
+        on_track = on_track and m is not None and k < len(expected) and step == expected[k]
+        correct.append(on_track)
+    return StepLabels(tuple(steps), tuple(ends), tuple(correct), len(expected), right)
