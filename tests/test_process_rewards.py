@@ -355,3 +355,17 @@ def test_rlsurvey_train_prm_refuses_bad_input(tmp_path, capsys, extra, needle):
     text = str(exc.value.code) + capsys.readouterr().err
     assert needle in text
     assert not (tmp_path / "o").exists()
+
+
+def test_majority_vote_accuracy():
+    answers = [[1, 1, 2], [3, 4, 4], [None, 5, 5]]
+    truth = [1, 3, 5]
+    # with every vote: prompt 0 right, prompt 1 wrong, prompt 2 right
+    assert P.majority_vote_accuracy(answers, truth, 3, draws=5) == pytest.approx(2 / 3)
+    # one vote: the share of right answers
+    got = P.majority_vote_accuracy(answers, truth, 1, draws=4000, seed=1)
+    assert got == pytest.approx((2 / 3 + 1 / 3 + 2 / 3) / 3, abs=0.02)
+    with pytest.raises(ValueError, match="n must be"):
+        P.majority_vote_accuracy(answers, truth, 4)
+    with pytest.raises(ValueError, match="one entry per prompt"):
+        P.majority_vote_accuracy(answers, truth[:2], 1)

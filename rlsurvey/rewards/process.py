@@ -47,6 +47,7 @@ __all__ = [
     "evaluate_steps",
     "heldout_step_auroc",
     "majority_vote",
+    "majority_vote_accuracy",
     "mc_estimate",
     "monte_carlo_labels",
     "prm_step_rewards",
@@ -344,6 +345,30 @@ def majority_vote(answers: Sequence[Sequence[int | None]]) -> list[int | None]:
                 counts[a] = counts.get(a, 0) + 1
         out.append(max(counts, key=lambda a: counts[a]) if counts else None)  # max keeps the first on ties
     return out
+
+
+def majority_vote_accuracy(
+    answers: Sequence[Sequence[int | None]], truth: Sequence[int], n: int, draws: int = 64, seed: int = 0
+) -> float:
+    """The accuracy of self-consistency with `n` votes: for each prompt, `draws` random n-subsets of its N
+    sampled answers (without replacement), each decided by `majority_vote`; the mean over prompts and
+    draws. With n = N every draw is the whole set."""
+    rows = [list(a) for a in answers]
+    if len(rows) != len(truth) or not rows:
+        raise ValueError(
+            f"answers and truth must have one entry per prompt, got {len(rows)} and {len(truth)}"
+        )
+    big_n = min(len(r) for r in rows)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= big_n:
+        raise ValueError(f"n must be an int in [1, N={big_n}], got {n!r}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for row, t in zip(rows, truth):
+        subsets = [[row[j] for j in rng.choice(len(row), n, replace=False)] for _ in range(draws)]
+        hits += sum(v == t for v in majority_vote(subsets))
+    return hits / (len(rows) * draws)
 
 
 def monte_carlo_labels(
