@@ -277,3 +277,36 @@ def test_advantages_bootstrap_a_time_limit_but_not_a_termination():
     torch.testing.assert_close(batch["adv"], batch["returns"] - 2.0)
     logp, _ = agent.log_prob_entropy(batch["obs"], batch["actions"])
     torch.testing.assert_close(batch["logp"], logp)
+
+
+def test_chapter_03_detail_table_names_exist():
+    """Every `name` in the right-hand column of chapter 03's table of implementation details is a PPOConfig
+    field or an attribute of a package module (`ppo.x`, `returns.x`): the table must not point at renamed
+    code."""
+    import json
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from rlsurvey.rl import returns
+
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / "03_ppo.ipynb").read_text())
+    table = next(
+        "".join(c["source"]) for c in nb["cells"] if "| detail | what it does |" in "".join(c["source"])
+    )
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 15
+    modules = {"ppo": ppo, "returns": returns}
+    config_fields = {f.name for f in fields(PPOConfig)}
+    checked = 0
+    for row in rows:
+        for name in re.findall(r"`([^`]+)`", row.rstrip(" |").rsplit("|", 1)[-1]):
+            owner, _, attr = name.rpartition(".")
+            if not owner:
+                assert hasattr(ppo, attr), name
+            elif owner == "PPOConfig":
+                assert attr in config_fields, name
+            else:
+                assert hasattr(modules[owner], attr), name
+            checked += 1
+    assert checked >= 20
