@@ -237,9 +237,30 @@ def bench_accuracy(chosen, rejected, cats):
     return out
 
 
+def break_even(ra, ca, rb, cb):
+    out = []
+    for r1, c1, r2, c2 in zip(ra.tolist(), ca.tolist(), rb.tolist(), cb.tolist()):
+        (r_safe, c_safe), (r_risky, c_risky) = sorted([(r1, c1), (r2, c2)], key=lambda rc: rc[1])
+        # R_safe - nu C_safe >= R_risky - nu C_risky  <=>  nu (C_risky - C_safe) >= R_risky - R_safe
+        out.append(max(0.0, (r_risky - r_safe) / (c_risky - c_safe)))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def break_even_with_denominator(ra, ca, rb, cb):  # solves (R_safe - nu C_safe) / (1 + nu) >= R_risky instead
+    a_safer = ca < cb
+    rs, cs = torch.where(a_safer, ra, rb), torch.where(a_safer, ca, cb)
+    rr = torch.where(a_safer, rb, ra)
+    return ((rs - rr) / (rr + cs)).clamp(min=0)
+
+
 @pytest.mark.parametrize(
     "check, right, wrongs",
     [
+        (ch09.check_break_even_price, break_even,
+         [lambda ra, ca, rb, cb: (ra - rb) / (ca - cb),  # the pair's own order, no floor at 0
+          lambda ra, ca, rb, cb: ((rb - ra) / (cb - ca)).abs(),  # a dominating safe response gets a price
+          lambda ra, ca, rb, cb: ((cb - ca) / (rb - ra)).clamp(min=0),  # the ratio upside down
+          break_even_with_denominator, lambda ra, ca, rb, cb: "1.0"]),
         (ch09.check_pessimistic_reward, pessimistic,
          [lambda s, k: s.mean(0) - k * s.std(0, unbiased=False), lambda s, k: s.mean(1) - k * s.std(1),
           lambda s, k: s.mean(0)]),
@@ -264,3 +285,22 @@ def test_ch09_references_match_hand_solutions():
     torch.testing.assert_close(ch09.reference_pessimistic_reward(s, 1.5), pessimistic(s, 1.5))
     c, r, x = [1.0, 2.0, 0.0, 1.0], [0.0, 2.0, 1.0, 0.5], ["a", "a", "b", "b"]
     assert ch09.reference_bench_accuracy(c, r, x) == bench_accuracy(c, r, x) == {"a": 0.5, "b": 0.5}
+
+
+def test_ch09_break_even_price_is_where_the_combined_reward_flips():
+    """At the reference's price the two combined rewards (R - nu C) / (1 + nu) are equal (or the safer
+    response already wins at nu = 0), just below it the riskier response wins, just above it the safer one."""
+    g = torch.Generator().manual_seed(0)
+    ra, rb = (torch.randn(200, generator=g, dtype=torch.float64) for _ in range(2))
+    ca, cb = (torch.rand(200, generator=g, dtype=torch.float64) for _ in range(2))
+    nu = ch09.reference_break_even_price(ra, ca, rb, cb)
+    torch.testing.assert_close(nu, break_even(ra, ca, rb, cb))
+    safe_first = ca < cb
+
+    def margin(v):  # the safer response's combined reward minus the riskier one's, at price v
+        diff = torch.where(safe_first, (ra - v * ca) - (rb - v * cb), (rb - v * cb) - (ra - v * ca))
+        return diff / (1 + v)
+
+    assert (margin(nu + 1e-6) > 0).all()
+    inside = nu > 0
+    assert inside.any() and (margin(nu - 1e-6)[inside] < 0).all()

@@ -12,6 +12,9 @@
    the expected gold reward of best-of-n by the proxy, averaged over the P prompts.
 6. `check_gao_fit(fn)`: fn(kl [K], gain [K]) -> (alpha, beta), the least-squares fit of Gao et al.'s best-of-n
    form gain = d (alpha − beta d), d = sqrt(KL), with no intercept; its peak is at KL = (alpha / 2 beta)².
+7. `check_break_even_price(fn)`: fn(reward_a [N], cost_a [N], reward_b [N], cost_b [N]) -> [N], per pair the
+   smallest multiplier ν ≥ 0 at which Safe RLHF's combined reward (R − νC)/(1 + ν) ranks the lower-cost
+   response at least as high as the other (arXiv 2310.12773); a derivation the chapter does not print.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from rlsurvey.exercises import Exercise, ExerciseError, assert_close, call_safel
 __all__ = [
     "EXERCISES",
     "check_bon_curve",
+    "check_break_even_price",
     "check_gao_fit",
+    "reference_break_even_price",
     "reference_best_of_n_expectation",
     "reference_bon_curve",
     "reference_gao_fit",
@@ -181,6 +186,46 @@ def check_gao_fit(fn) -> bool:
     return passed(name)
 
 
+def reference_break_even_price(reward_a, cost_a, reward_b, cost_b) -> torch.Tensor:
+    """Per pair (costs differ), the smallest ν ≥ 0 from which Safe RLHF's combined reward (R − νC)/(1 + ν)
+    ranks the lower-cost response at least as high as the other: (R_risky − R_safe) / (C_risky − C_safe), or 0
+    when the safer response also has the larger reward. 1 + ν > 0 scales both sides alike, so it never changes
+    the order."""
+    ra, ca, rb, cb = (torch.as_tensor(x, dtype=torch.float64) for x in (reward_a, cost_a, reward_b, cost_b))
+    a_safer = ca < cb
+    r_safe, c_safe = torch.where(a_safer, ra, rb), torch.where(a_safer, ca, cb)
+    r_risky, c_risky = torch.where(a_safer, rb, ra), torch.where(a_safer, cb, ca)
+    return ((r_risky - r_safe) / (c_risky - c_safe)).clamp(min=0.0)
+
+
+def check_break_even_price(fn) -> bool:
+    name = "break-even price of a cost"
+    g = torch.Generator().manual_seed(98)
+    hint = (
+        "the safer response (lower C) wins once R_safe − ν C_safe ≥ R_risky − ν C_risky (the factor "
+        "1/(1 + ν) is positive and common to both, so drop it): ν ≥ (R_risky − R_safe) / (C_risky − C_safe), "
+        "never below 0 (a safer response that is also more rewarding wins at ν = 0); and response a is not "
+        "always the safer one"
+    )
+    ra = torch.tensor([1.0, 0.5, -1.0, 2.0], dtype=torch.float64)  # by hand: 0.5, 0, 1.5, 0
+    ca = torch.tensor([0.0, 1.0, 2.0, 0.5], dtype=torch.float64)
+    rb = torch.tensor([2.0, 1.0, 0.5, 0.0], dtype=torch.float64)
+    cb = torch.tensor([2.0, 0.0, 3.0, 1.0], dtype=torch.float64)
+    cases = [(ra, ca, rb, cb)]
+    for n in (7, 50):
+        r_a, c_a, r_b, c_b = (torch.rand(n, generator=g, dtype=torch.float64) for _ in range(4))
+        cases.append((2 * r_a - 1, c_a, 2 * r_b - 1, c_b + 0.01 * (c_b == c_a)))
+    for r_a, c_a, r_b, c_b in cases:
+        got = call_safely(name, fn, r_a.clone(), c_a.clone(), r_b.clone(), c_b.clone())
+        try:
+            got = torch.as_tensor(got, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ExerciseError(f"{name}: expected one number per pair. Hint: {hint}") from exc
+        want = reference_break_even_price(r_a, c_a, r_b, c_b)
+        assert_close(f"{name} ({len(r_a)} pairs)", got, want, hint, atol=1e-9)
+    return passed(name)
+
+
 EXERCISES = (
     Exercise(1, "The pessimistic ensemble reward", check_pessimistic_reward, reference_pessimistic_reward,
              lambda scores, k: scores.mean(0)),
@@ -195,4 +240,6 @@ EXERCISES = (
              kind="open"),
     Exercise(6, "Where does best-of-n peak?", check_gao_fit, reference_gao_fit,
              lambda kl, gain: tuple(np.polyfit(kl, gain, 2)[1::-1]), kind="open"),
+    Exercise(7, "The break-even price of a cost", check_break_even_price, reference_break_even_price,
+             lambda ra, ca, rb, cb: (ra - rb) / (ca - cb)),
 )  # fmt: skip
