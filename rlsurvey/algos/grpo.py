@@ -46,6 +46,7 @@ from rlsurvey.algos.policy_loss import (
 from rlsurvey.algos.rollout import (
     RewardError,
     RewardFn,
+    Rollout,
     collect_rollout,
     disable_dropout,
     merge_rollouts,
@@ -306,6 +307,7 @@ def train_grpo(
     callback: Callable[[dict], None] | None = None,
     sampler=None,
     step_reward_fn: Callable[[list[str], list[str]], list[tuple[list[int], list[float]]]] | None = None,
+    rollout_fn: Callable[..., Rollout] | None = None,
 ) -> list[dict]:
     """Train `policy` in place with group advantages; returns one dict of metrics per step.
 
@@ -316,6 +318,9 @@ def train_grpo(
     logged ("reward"). Logged: "process/step_reward", the mean step reward.
 
     prompts: a pool to cycle through in a shuffled order, or a function `n -> list of n prompts`.
+    rollout_fn: what samples and scores a batch, with `collect_rollout`'s arguments (its default); e.g.
+    `functools.partial(rlsurvey.algos.multiturn.collect_episodes, env=env)` for multi-turn episodes with a
+    tool, whose observation tokens the rollout's action mask leaves out of the loss, the KL and the entropy.
     reference: the frozen policy for the KL term; None with kl_coef > 0 copies `policy` before training. Given
     with kl_coef = 0, the KL to it is measured and logged (`kl_metrics`: "kl" and "kl/sequence_k1") but not
     penalized: a run without the KL term can then be compared with one that has it.
@@ -344,6 +349,8 @@ def train_grpo(
     """
     cfg = config or GRPOConfig()
     cfg.validate()
+    if step_reward_fn is not None and rollout_fn is not None:
+        raise ValueError("step_reward_fn (process rewards) reads single-turn responses; not with rollout_fn")
     if step_reward_fn is not None and (cfg.kl_in_reward or cfg.dynamic_sampling):
         raise ValueError(
             "step_reward_fn (process rewards) works with the KL in the loss and without dynamic sampling; "
@@ -441,7 +448,7 @@ def train_grpo(
             if sampler is not None:
                 sampler.sync(policy)
             try:
-                roll = collect_rollout(
+                roll = (rollout_fn or collect_rollout)(
                     policy if sampler is None else sampler.model, tokenizer, batch, reward_fn, reference,
                     cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed,
                     missing_eos_penalty=cfg.missing_eos_penalty,
@@ -573,7 +580,7 @@ def train_grpo(
                 "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item(),
                 "completions/mean_length": lengths.mean().item(),
                 "completions/clipped_ratio": (~g.finished).float().mean().item(),
-                "entropy": (entropy.sum() / mask.sum().clamp(min=1)).item(),
+                "entropy": ((entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
                 "clip_ratio": sum(stats["clip_ratio"]) / len(stats["clip_ratio"]),
                 "loss": sum(stats["loss"]) / len(stats["loss"]),
             }

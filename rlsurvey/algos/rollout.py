@@ -41,12 +41,15 @@ class Rollout:
     ref_logprobs: torch.Tensor | None  # [B, R] the same under the frozen reference, or None without one
     scores: torch.Tensor  # [B] the reward function's score of each response (float32)
     entropy: torch.Tensor | None  # [B, R] policy entropy per token, 0 off the mask (None like logprobs)
+    action_mask: torch.Tensor | None = None  # [B, R] multi-turn episodes (rlsurvey.algos.multiturn): 1 on
+    # the policy's tokens, 0 on the environment's observations; None: every response token is the policy's
 
     @property
     def mask(self) -> torch.Tensor:
-        """[B, R] float, 1 on response tokens (EOS included)."""
+        """[B, R] float, 1 on the tokens the policy sampled (EOS included): the response mask, or the action
+        mask of a multi-turn episode, which leaves out the observations that the response mask attends to."""
         dtype = self.logprobs.dtype if self.logprobs is not None else torch.float32
-        return self.gen.response_mask.to(dtype)
+        return (self.gen.response_mask if self.action_mask is None else self.action_mask).to(dtype)
 
     @property
     def completions(self) -> list[str]:
@@ -65,8 +68,9 @@ class Rollout:
             take(g.prompt_mask), take(g.response_ids), take(g.response_mask), take(g.finished),
         )  # fmt: skip
         return Rollout(
-            gen, take(self.logprobs), take(self.ref_logprobs), take(self.scores), take(self.entropy)
-        )
+            gen, take(self.logprobs), take(self.ref_logprobs), take(self.scores), take(self.entropy),
+            take(self.action_mask),
+        )  # fmt: skip
 
 
 def _pad_cat(parts: list[torch.Tensor], value, left: bool) -> torch.Tensor:
@@ -102,8 +106,9 @@ def merge_rollouts(rollouts: Sequence[Rollout], pad_id: int) -> Rollout:
     )  # fmt: skip
     scores = torch.cat([r.scores for r in rollouts])
     return Rollout(
-        gen, cat_optional("logprobs"), cat_optional("ref_logprobs"), scores, cat_optional("entropy")
-    )
+        gen, cat_optional("logprobs"), cat_optional("ref_logprobs"), scores, cat_optional("entropy"),
+        cat_optional("action_mask"),
+    )  # fmt: skip
 
 
 def overlong_penalty(
