@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.checks import check_fields
 from rlsurvey.lm.generation import generate
+from rlsurvey.progress import tqdm
 
 __all__ = ["IterativeDPOConfig", "best_worst_pairs", "iterative_dpo", "judge_pairs", "with_token_ids"]
 

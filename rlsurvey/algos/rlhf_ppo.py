@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from rlsurvey.algos.kl_control import AdaptiveKLController, FixedKLController, shape_rewards
@@ -61,6 +60,7 @@ from rlsurvey.config_compat import renamed_fields
 from rlsurvey.distributed import get_distributed
 from rlsurvey.kernels import gae
 from rlsurvey.lm.logprobs import response_logprobs
+from rlsurvey.progress import tqdm
 from rlsurvey.rewards.reward_model import RewardModel, _head
 from rlsurvey.rl.ppo import clipped_value_loss
 

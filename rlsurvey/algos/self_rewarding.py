@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from rlsurvey.algos.dpo_trainer import DPOConfig, DPOTrainer
 from rlsurvey.algos.iterative_dpo import with_token_ids
@@ -30,6 +29,7 @@ from rlsurvey.algos.rollout import RewardFn, compute_rewards, repeat_prompts
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields
 from rlsurvey.lm.generation import generate
+from rlsurvey.progress import tqdm
 
 __all__ = ["SelfRewardingConfig", "best_worst_pairs", "self_rewarding"]
 

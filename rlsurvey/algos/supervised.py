@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from rlsurvey.algos.rollout import disable_dropout
 from rlsurvey.checkpoint import (
@@ -31,6 +30,7 @@ from rlsurvey.checkpoint import (
     save_checkpoint,
 )
 from rlsurvey.distributed import get_distributed
+from rlsurvey.progress import tqdm
 
 __all__ = ["SupervisedTrainer"]
 

@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields, translate
 from rlsurvey.lm.models import TinyLlamaConfig, tiny_llama
 from rlsurvey.lm.quality import encode_texts, heldout_nll, padded_batch
 from rlsurvey.lm.tokenizer import train_bpe_tokenizer, train_char_tokenizer
+from rlsurvey.progress import tqdm
 from rlsurvey.runtime import seed_everything
 
 __all__ = ["PretrainConfig", "world_corpus", "pretrain", "main"]

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from rlsurvey.checkpoint import (
     StopOnSignal,
@@ -32,6 +31,7 @@ from rlsurvey.checkpoint import (
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields
 from rlsurvey.distributed import get_distributed
+from rlsurvey.progress import tqdm
 from rlsurvey.rewards.reward_model import RewardModel
 
 __all__ = [

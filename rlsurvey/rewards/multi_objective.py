@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
+from rlsurvey.progress import tqdm
 from rlsurvey.rewards.bradley_terry import RewardTrainingConfig, _pairs
 from rlsurvey.rewards.reward_model import RewardModel, _head, last_token_index, load_quietly
 

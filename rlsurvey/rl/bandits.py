@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from rlsurvey.progress import tqdm
 
 __all__ = [
     "BernoulliBandit",

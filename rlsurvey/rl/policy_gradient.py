@@ -20,10 +20,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields
+from rlsurvey.progress import tqdm
 from rlsurvey.rl.returns import discounted_returns
 
 __all__ = [

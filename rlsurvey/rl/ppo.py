@@ -24,10 +24,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields, renamed_kwargs
+from rlsurvey.progress import tqdm
 from rlsurvey.rl.returns import gae_advantages
 
 __all__ = [

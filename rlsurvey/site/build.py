@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from rlsurvey.progress import tqdm
 from rlsurvey.site.chapters import ChapterInfo, read_chapter
 from rlsurvey.site.guide import chapter_card, landing, notation, teachers
 from rlsurvey.site.render import MATHJAX_SKIP, mathjax_source, notebook_body, page
