@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from rlsurvey.algos.advantages import group_advantages, leave_one_out_advantages, process_advantages
 from rlsurvey.algos.policy_loss import (
@@ -67,6 +66,7 @@ from rlsurvey.config_compat import renamed_fields, translate
 from rlsurvey.distributed import get_distributed
 from rlsurvey.lm.kl import kl_estimate
 from rlsurvey.lm.logprobs import response_logprobs
+from rlsurvey.progress import tqdm
 
 __all__ = [
     "ADVANTAGES",
