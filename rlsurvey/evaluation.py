@@ -196,8 +196,12 @@ def compare_reports(before: dict, after: dict) -> dict:
         paired = True
     else:
         diff, se, paired = after["mean"] - before["mean"], math.hypot(after["se"], before["se"]), False
+    if se and se > 0:
+        ratio = diff / se
+    else:  # no spread at all: an exact change is infinitely many standard errors, no change is none
+        ratio = 0.0 if diff == 0 else math.copysign(math.inf, diff)
     return {"metric": after["metric"], "change": diff, "se": se, "paired": paired,
-            "standard_errors": diff / se if se and se > 0 else math.inf * np.sign(diff)}  # fmt: skip
+            "standard_errors": ratio}  # fmt: skip
 
 
 def _cell(mean, se, fmt=".3f") -> str:

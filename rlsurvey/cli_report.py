@@ -1,0 +1,197 @@
+"""The held-out report of the command line: `rlsurvey train` ends with one, and `rlsurvey eval` prints one.
+
+On a synthetic world the truth is known, so a run can say what it learned in the world's own measure, on
+prompts it never trained on (`rlsurvey.evaluation`): the gold reward of the reviews world or the verifier
+accuracy of the arithmetic and reasoning worlds, with its standard error, the mean response length and the KL
+to the starting model, for the starting model and the trained one, and their difference paired by prompt. A
+reward model is scored by its accuracy against the gold order on held-out pairs, against the coin flip of
+an untrained one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_eval", "train_report"]
+
+REPORT_PROMPTS = 256  # held-out prompts of the report at the end of `rlsurvey train`
+REPORT_PAIRS = 500  # held-out pairs of a reward model's report
+DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48}
+WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """'reward' for a sequence-classification checkpoint (a reward model), 'step-reward' for a
+    token-classification one, else 'policy'; shipped names and hub ids are policies."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return "policy"
+    archs = json.loads(config.read_text()).get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "reward"
+    if any(a.endswith("ForTokenClassification") for a in archs):
+        return "step-reward"
+    return "policy"
+
+
+def _load_policy(name: str, device, trust_remote_code: bool = False):
+    from rlsurvey.lm.models import load_model
+
+    model, tok = load_model(str(name), device=device, trust_remote_code=trust_remote_code)
+    return model.eval().requires_grad_(False), tok
+
+
+def _policy_reports(names: dict[str, str], world: str, start: str, device, n: int, max_new_tokens: int,
+                    seed: int, trust_remote_code: bool = False) -> dict[str, dict]:  # fmt: skip
+    """One report per named policy on the same held-out prompts and sampling seed, each with its KL to
+    `start` (the starting model, loaded once as the reference)."""
+    from rlsurvey.evaluation import evaluate_policy_on_world, heldout_prompts
+
+    prompts = heldout_prompts(world, n)
+    reference, ref_tok = _load_policy(start, device, trust_remote_code)
+    reports = {}
+    for label, name in names.items():
+        model, tok = (reference, ref_tok) if name == start else _load_policy(name, device, trust_remote_code)
+        reports[label] = evaluate_policy_on_world(
+            model, tok, world, prompts, reference, max_new_tokens, seed=seed
+        )
+    return reports
+
+
+def _reward_reports(names: dict[str, str], device, n: int) -> dict[str, dict]:
+    from rlsurvey.evaluation import evaluate_reward_model_on_world, heldout_pairs
+    from rlsurvey.rewards.reward_model import RewardModel
+
+    pairs = heldout_pairs(n)
+    out = {}
+    for label, name in names.items():
+        rm = RewardModel.from_pretrained(name).to(device).eval().requires_grad_(False)
+        out[label] = evaluate_reward_model_on_world(rm, pairs)
+    return out
+
+
+def _change_line(before: dict, after: dict) -> dict:
+    from rlsurvey.evaluation import compare_reports
+
+    return compare_reports(before, after)
+
+
+def _print(reports: dict[str, dict], change: dict | None, file=None) -> None:
+    from rlsurvey.evaluation import format_reports
+
+    print(format_reports(reports), file=file)
+    if change is not None:
+        how = "paired by prompt" if change["paired"] else "independent samples"
+        print(
+            f"change in {change['metric']}: {change['change']:+.3f} ± {change['se']:.3f} "
+            f"({change['standard_errors']:+.1f} standard errors, {how})",
+            file=file,
+        )
+
+
+def _strip(reports: dict[str, dict]) -> dict[str, dict]:
+    """The reports without their per-prompt values, for JSON files."""
+    return {k: {f: v for f, v in r.items() if f != "values"} for k, r in reports.items()}
+
+
+def train_report(args, out: Path, device, max_new_tokens: int | None = None) -> dict | None:
+    """The held-out report that ends `rlsurvey train` on a synthetic world: the starting model against the
+    trained one in `out` (a reward model: against an untrained one's coin flip). None where no truth is
+    known (a --dataset run, a step reward model)."""
+    if args.dataset is not None or args.algo == "prm" or getattr(args, "no_report", False):
+        return None
+    if args.algo == "reward":
+        if args.world != "reviews":
+            return None
+        reports = _reward_reports({"trained": str(out)}, device, REPORT_PAIRS)
+        trained = reports["trained"]
+        change = {"metric": trained["metric"], "change": trained["mean"] - 0.5, "se": trained["se"],
+                  "paired": False}  # fmt: skip
+        change["standard_errors"] = change["change"] / change["se"] if change["se"] > 0 else math.inf
+        print(f"held-out report ({REPORT_PAIRS} pairs whose prompts were never trained on):")
+        _print(reports, None)
+        print(f"above the coin flip of an untrained model: {change['change']:+.3f} ± {change['se']:.3f}")
+        return {"reports": _strip(reports), "change": change}
+    start = args.model or WORLD_MODEL[args.world]
+    tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.world]
+    reports = _policy_reports({"start": start, "trained": str(out)}, args.world, start, device,
+                              REPORT_PROMPTS, tokens, args.seed, args.trust_remote_code)  # fmt: skip
+    change = _change_line(reports["start"], reports["trained"])
+    print(
+        f"held-out report ({REPORT_PROMPTS} prompts never trained on, one sample each, {tokens} new tokens):"
+    )
+    _print(reports, change)
+    return {"reports": _strip(reports), "change": change, "max_new_tokens": tokens}
+
+
+def add_eval_parser(sub, debug_help: str) -> argparse.ArgumentParser:
+    """`rlsurvey eval`: the held-out report of one or more checkpoints."""
+    p = sub.add_parser(
+        "eval", help="the held-out report of checkpoints on a synthetic world (gold reward or accuracy)",
+        description="Score policies (or reward models) on a synthetic world's held-out prompts (pairs) "
+        "against the world's truth, side by side.",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", nargs="+", required=True,
+        help="checkpoints: output directories of `rlsurvey train`, shipped names or hub ids",
+    )  # fmt: skip
+    p.add_argument("--world", choices=sorted(WORLD_MODEL), required=True, help="the world whose truth scores")
+    p.add_argument(
+        "--reference", default=None,
+        help="the model the KL is measured to [default: the world's shipped base model]",
+    )  # fmt: skip
+    p.add_argument(
+        "-n", "--num-examples", type=int, default=REPORT_PROMPTS,
+        help=f"held-out prompts (pairs for reward models) [default: {REPORT_PROMPTS}]",
+    )  # fmt: skip
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="response budget [default: reviews 24, arithmetic 5, reasoning 48]")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="the sampling seed, the same for every model")
+    p.add_argument("--json", default=None, help="also write the reports to this JSON file")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... [default: CUDA when present]")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    return p
+
+
+def run_eval(args) -> dict:
+    """`rlsurvey eval`: print the table (and the change from the first model to each other one) and return
+    the reports."""
+    from rlsurvey.runtime import default_device
+
+    if args.num_examples < 2:
+        raise SystemExit(f"rlsurvey eval: --num-examples {args.num_examples}: expected at least 2")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise SystemExit(f"rlsurvey eval: --max-new-tokens {args.max_new_tokens}: expected a positive int")
+    kinds = {m: checkpoint_kind(m) for m in args.model}
+    if "step-reward" in kinds.values():
+        bad = [m for m, k in kinds.items() if k == "step-reward"]
+        raise SystemExit(f"rlsurvey eval: {bad[0]}: a step reward model; its report is chapter 15's")
+    if len(set(kinds.values())) > 1:
+        raise SystemExit("rlsurvey eval: --model mixes reward models and policies; evaluate them apart")
+    for m in args.model:
+        if kinds[m] == "reward" and args.world != "reviews":
+            raise SystemExit(f"rlsurvey eval: {m}: reward models are scored on the reviews world's pairs")
+    device = default_device(args.device)
+    names = {m: m for m in args.model}
+    if kinds[args.model[0]] == "reward":
+        reports = _reward_reports(names, device, args.num_examples)
+    else:
+        tokens = args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.world]
+        reference = args.reference or WORLD_MODEL[args.world]
+        reports = _policy_reports(names, args.world, reference, device, args.num_examples, tokens, args.seed,
+                                  args.trust_remote_code)  # fmt: skip
+    first = args.model[0]
+    changes = {m: _change_line(reports[first], reports[m]) for m in args.model[1:]}
+    _print(reports, None)
+    for m, change in changes.items():
+        print(f"{m} minus {first}: {change['change']:+.3f} ± {change['se']:.3f} "
+              f"({change['standard_errors']:+.1f} standard errors)")  # fmt: skip
+    result = {"reports": _strip(reports), "changes": changes}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
