@@ -369,3 +369,16 @@ def test_majority_vote_accuracy():
         P.majority_vote_accuracy(answers, truth, 4)
     with pytest.raises(ValueError, match="one entry per prompt"):
         P.majority_vote_accuracy(answers, truth[:2], 1)
+
+
+def test_auroc_by_response_pools_and_bootstraps():
+    scores = [[0.9, 0.2], [0.8], [0.1, 0.7, 0.3]]
+    labels = [[1, 0], [1], [0, 1, 0]]
+    whole, se = P.auroc_by_response(scores, labels, resamples=0)
+    assert whole == P.auroc([0.9, 0.2, 0.8, 0.1, 0.7, 0.3], [1, 0, 1, 0, 1, 0]) and math.isnan(se)
+    _, se = P.auroc_by_response(scores, labels, resamples=50)
+    assert se >= 0
+    with pytest.raises(ValueError, match="as many labels"):
+        P.auroc_by_response([[0.1]], [[1, 0]])
+    with pytest.raises(ValueError, match="one entry per response"):
+        P.auroc_by_response([[0.1]], [])

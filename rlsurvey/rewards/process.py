@@ -44,8 +44,8 @@ __all__ = [
     "StepRewardTrainer",
     "aggregate_step_scores",
     "auroc",
+    "auroc_by_response",
     "evaluate_steps",
-    "heldout_step_auroc",
     "majority_vote",
     "majority_vote_accuracy",
     "mc_estimate",
@@ -538,8 +538,8 @@ def evaluate_steps(
     labels: "accuracy" (the strict verifier), "step_accuracy" (the share of written steps labelled right),
     "all_steps_correct" (every needed step written and right), "wrong_steps_in_right" (among right answers,
     the share whose steps are not all right), "mean_steps", "mean_length" (tokens, EOS included) and, with a
-    `prm`, "prm_min" (the mean of its minimum step score) and "prm_step_mean" (its mean step score, the EOS
-    excluded) beside "prm_step_exact" (the mean exact label of the same steps)."""
+    `prm`, "prm_min" (the mean of its minimum step score) and "prm_step_mean" (its mean step score over the
+    same steps as "step_accuracy", the EOS excluded)."""
     from rlsurvey.algos.rollout import repeat_prompts
     from rlsurvey.lm.generation import generate
     from rlsurvey.tasks.reasoning import step_labels
@@ -563,21 +563,32 @@ def evaluate_steps(
         steps = np.concatenate([s[:-1] for s in scores])
         out["prm_min"] = float(np.mean([s.min() for s in scores]))
         out["prm_step_mean"] = float(steps.mean()) if steps.size else math.nan
-        out["prm_step_exact"] = float(np.mean(flat)) if flat else math.nan
     return out
 
 
-def heldout_step_auroc(model: StepRewardModel, prompts, completions) -> dict:
-    """AUROC of the model's step scores against the exact labels over every labelled position of the given
-    responses (the steps' ends and the EOS), and over the steps alone."""
-    examples = step_examples(prompts, completions, "prm")
-    scores = model.step_scores(prompts, completions)
-    flat_s = np.concatenate(scores)
-    flat_y = np.concatenate([np.asarray(e.labels) for e in examples])
-    steps_s = np.concatenate([s[:-1] for s in scores])
-    steps_y = np.concatenate([np.asarray(e.labels[:-1]) for e in examples])
-    return {
-        "auroc": auroc(flat_s, flat_y),
-        "auroc_steps": auroc(steps_s, steps_y) if 0 < steps_y.sum() < steps_y.size else math.nan,
-        "n_positions": int(flat_y.size),
-    }
+def auroc_by_response(
+    scores: Sequence[Sequence[float]], labels: Sequence[Sequence[int]], resamples: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """The AUROC of all entries of all responses pooled (steps, or one score per response), and its standard
+    error from a bootstrap over responses (`resamples` draws with replacement; 0: NaN)."""
+    if len(scores) != len(labels) or not len(scores):
+        raise ValueError(
+            f"scores and labels need one entry per response, got {len(scores)} and {len(labels)}"
+        )
+    s = [np.asarray(x, dtype=np.float64).ravel() for x in scores]
+    y = [np.asarray(x).ravel() for x in labels]
+    if any(a.shape != b.shape for a, b in zip(s, y)):
+        raise ValueError("each response needs as many labels as scores")
+    whole = auroc(np.concatenate(s), np.concatenate(y))
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ValueError(f"resamples must be an int >= 0, got {resamples!r}")
+    if resamples == 0:
+        return whole, math.nan
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(s), len(s))
+        yy = np.concatenate([y[i] for i in idx])
+        if 0 < yy.sum() < yy.size:
+            draws.append(auroc(np.concatenate([s[i] for i in idx]), yy))
+    return whole, float(np.std(draws, ddof=1)) if len(draws) > 1 else math.nan
