@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from rlsurvey.algos import grpo as grpo_mod
 from rlsurvey.algos.grpo import GRPOConfig, train_grpo
-from rlsurvey.algos.multiturn import collect_episodes, episode_logprobs, run_episodes
+from rlsurvey.algos.multiturn import (
+    collect_episodes,
+    episode_logprobs,
+    episode_metrics,
+    evaluate_episodes,
+    lm_policy_turn,
+    run_episodes,
+)
 from rlsurvey.lm.models import random_causal_lm
 from rlsurvey.lm.tokenizer import train_char_tokenizer
 from rlsurvey.tasks import tools as tw
@@ -84,6 +91,11 @@ def test_the_masks_of_a_scripted_episode_equal_hand_built_ones(tok):
     assert [ep.turns for ep in batch.episodes] == [3, 1, 3]
     assert batch.gen.texts[0] == "<37*5>{185}<37*58>{2146}2146"
     assert tw.accuracy_reward(list(script), batch.gen.texts).tolist() == [1.0, 1.0, 0.0]
+    n = batch.gen.response_mask.sum().item()
+    assert episode_metrics(batch, tok, env) == {
+        "call_rate": 2 / 3, "calls": 4 / 3, "turns": 7 / 3, "error_rate": 1 / 4, "length": n / 3,
+        "policy_tokens": batch.action_mask.sum().item() / 3,
+    }  # fmt: skip
 
 
 def test_the_token_budget_cuts_turns_and_leaves_out_an_observation_that_does_not_fit(tok):
@@ -185,6 +197,17 @@ def test_collect_episodes_samples_reproducibly_and_answers_each_call(tok):
     unmasked = collect(5, mask_observations=False)
     assert unmasked.completions == a.completions and torch.equal(unmasked.mask, g.response_mask.float())
     assert torch.equal(a.logprobs, unmasked.logprobs * a.mask)
+
+
+def test_evaluate_episodes_is_greedy_and_reads_the_episodes_it_plays(tok):
+    model = _lm(tok, seed=4)
+    env = tw.CalculatorEnv()
+    prompts = tw.sample_prompts(16, seed=3)
+    got = evaluate_episodes(model, tok, prompts, env, tw.accuracy_reward, max_new_tokens=20)
+    assert got == evaluate_episodes(model, tok, prompts, env, tw.accuracy_reward, max_new_tokens=20, seed=9)
+    batch = run_episodes(lm_policy_turn(model, tok, ">", temperature=0.0), tok, prompts, env, 20)
+    want = {"reward": tw.accuracy_reward(prompts, batch.gen.texts).mean(), **episode_metrics(batch, tok, env)}
+    assert got == pytest.approx(want)
 
 
 def _one_step(tok, env, include_observations: bool, perturb: bool, monkeypatch, kl_coef: float):

@@ -25,6 +25,7 @@ trains on as it is (`rollout_fn=functools.partial(collect_episodes, env=env)`).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +48,8 @@ __all__ = [
     "EpisodeBatch",
     "collect_episodes",
     "episode_logprobs",
+    "episode_metrics",
+    "evaluate_episodes",
     "lm_policy_turn",
     "run_episodes",
 ]
@@ -83,14 +86,15 @@ class EpisodeBatch:
 
 
 def _stop_ids(tokenizer, marker: str) -> list[int]:
-    """Ids of the tokens whose text contains `marker` (one for a character-level tokenizer)."""
-    key = (id(tokenizer), len(tokenizer), marker)
-    if key not in _STOP_CACHE:
-        _STOP_CACHE[key] = [i for i in range(len(tokenizer)) if marker in tokenizer.decode([i])]
-    return _STOP_CACHE[key]
+    """Ids of the tokens whose text contains `marker` (one for a character-level tokenizer); the vocabulary
+    is decoded once per tokenizer and marker."""
+    known = _STOP_CACHE.setdefault(tokenizer, {})
+    if marker not in known:
+        known[marker] = [i for i in range(len(tokenizer)) if marker in tokenizer.decode([i])]
+    return known[marker]
 
 
-_STOP_CACHE: dict = {}
+_STOP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def run_episodes(
@@ -283,3 +287,39 @@ def collect_episodes(
         reference.eval()
         ref = episode_logprobs(reference, gen, action, temp).token_logps
     return Rollout(gen, logps, ref, scores.to(device), entropy, action_mask=action)
+
+
+@torch.no_grad()
+def evaluate_episodes(
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    env: ToolEnv,
+    reward_fn: RewardFn,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> dict[str, float]:
+    """What an agent does on `prompts` (greedy at temperature 0), as an `eval_fn` of `train_grpo` logs it:
+    "reward" (the mean of `reward_fn`, an accuracy for a verifier), "call_rate" (the share of episodes with
+    at least one answered call), "calls" and "turns" per episode, "error_rate" (the share of observations
+    that are errors), "length" (episode tokens) and "policy_tokens" (the policy's own)."""
+    turn = lm_policy_turn(policy, tokenizer, env.call_close, temperature, seed=seed)
+    batch = run_episodes(turn, tokenizer, prompts, env, max_new_tokens, stop_token_ids(policy, tokenizer))
+    scores = compute_rewards(reward_fn, batch.gen.prompts, batch.gen.texts)
+    return {"reward": scores.mean().item(), **episode_metrics(batch, tokenizer, env)}
+
+
+def episode_metrics(batch: EpisodeBatch, tokenizer, env: ToolEnv) -> dict[str, float]:
+    """The tool-use statistics of a batch of episodes (the keys of `evaluate_episodes` but "reward")."""
+    eps = batch.episodes
+    obs = [tokenizer.decode(seg) for ep in eps for own, seg in ep.segments if not own]
+    n = len(eps)
+    return {
+        "call_rate": sum(ep.calls > 0 for ep in eps) / n,
+        "calls": sum(ep.calls for ep in eps) / n,
+        "turns": sum(ep.turns for ep in eps) / n,
+        "error_rate": sum(o.startswith(f"{env.obs_open}error") for o in obs) / max(1, len(obs)),
+        "length": batch.gen.response_mask.sum().item() / n,
+        "policy_tokens": batch.action_mask.sum().item() / n,
+    }
