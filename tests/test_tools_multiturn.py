@@ -210,7 +210,7 @@ def test_evaluate_episodes_is_greedy_and_reads_the_episodes_it_plays(tok):
     assert got == pytest.approx(want)
 
 
-def _one_step(tok, env, include_observations: bool, perturb: bool, monkeypatch, kl_coef: float):
+def _one_step(tok, env, include_observations: bool, perturb: bool, monkeypatch, overrides: dict):
     """One GRPO step of a fresh copy of the same policy on multi-turn episodes; with `perturb`, the trainer's
     log-probs and entropy of the observation tokens are changed (in value and in gradient) before the loss
     sees them. include_observations: train with the observation tokens wrongly in the mask."""
@@ -240,26 +240,39 @@ def _one_step(tok, env, include_observations: bool, perturb: bool, monkeypatch, 
     def reward(prompts, completions):  # rewards that differ within a group: calls and length
         return [tw.n_calls(c) + len(c) / 100 for c in completions]
 
-    cfg = GRPOConfig(steps=1, prompts_per_step=6, group_size=4, max_new_tokens=24, temperature=1.5,
-                     kl_coef=kl_coef, learning_rate=1e-2, progress=False, seed=1)  # fmt: skip
+    cfg = GRPOConfig(**{"steps": 1, "prompts_per_step": 6, "group_size": 4, "max_new_tokens": 24,
+                        "temperature": 1.5, "learning_rate": 1e-2, "progress": False, "seed": 1,
+                        **overrides})  # fmt: skip
     history = train_grpo(policy, tok, tw.sample_prompts(6, seed=0), reward, cfg, rollout_fn=rollout_fn)
     return policy, history[-1], captured
 
 
-@pytest.mark.parametrize("kl_coef", [0.0, 0.1])
-def test_a_grpo_step_takes_no_gradient_from_observation_tokens(tok, monkeypatch, kl_coef):
+LOSSES = [
+    {"kl_coef": 0.0},
+    {"kl_coef": 0.1},  # the k3 KL in the loss
+    {"loss_type": "dapo", "kl_coef": 0.1, "epochs_per_rollout": 2},  # old log-probs from the rollout
+    {"loss_type": "grpo", "importance_sampling_level": "sequence"},  # GSPO's sequence ratio
+    {"loss_type": "cispo", "clip_eps_high": 5.0},
+    {"kl_coef": 0.1, "kl_in_reward": True, "advantage": "rloo"},  # RLOO's KL in the reward
+]
+
+
+@pytest.mark.parametrize("overrides", LOSSES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_a_grpo_step_takes_no_gradient_from_observation_tokens(tok, monkeypatch, overrides):
     env = tw.CalculatorEnv()
-    base, row, captured = _one_step(tok, env, False, False, monkeypatch, kl_coef)
+    base, row, captured = _one_step(tok, env, False, False, monkeypatch, overrides)
     assert captured["obs"].sum() > 0
     assert any(not torch.equal(p, q) for p, q in zip(base.parameters(), _lm(tok, seed=3).parameters()))
-    pert, row_p, _ = _one_step(tok, env, False, True, monkeypatch, kl_coef)
+    pert, row_p, _ = _one_step(tok, env, False, True, monkeypatch, overrides)
     assert row_p["loss"] == row["loss"] and row_p["entropy"] == row["entropy"]
     for (name, p), q in zip(base.named_parameters(), pert.parameters()):
         assert torch.equal(p, q), name
+    if overrides != LOSSES[1]:
+        return
     # the control: with the observations wrongly in the mask, the same perturbation changes the update (the
     # loss's value need not change: one update per rollout takes pi_old from the same pass, so the ratio is 1)
-    base_u, row_u, _ = _one_step(tok, env, True, False, monkeypatch, kl_coef)
-    pert_u, row_up, _ = _one_step(tok, env, True, True, monkeypatch, kl_coef)
+    base_u, row_u, _ = _one_step(tok, env, True, False, monkeypatch, overrides)
+    pert_u, row_up, _ = _one_step(tok, env, True, True, monkeypatch, overrides)
     assert row_up["entropy"] != row_u["entropy"]
     assert any(not torch.equal(p, q) for p, q in zip(base_u.parameters(), pert_u.parameters()))
 
