@@ -22,6 +22,7 @@ from rlsurvey.algos.multiturn import (
     lm_policy_turn,
     run_episodes,
 )
+from rlsurvey.algos.rollout import merge_rollouts
 from rlsurvey.lm.models import random_causal_lm
 from rlsurvey.lm.tokenizer import train_char_tokenizer
 from rlsurvey.tasks import tools as tw
@@ -285,3 +286,30 @@ def test_multiturn_rollouts_are_refused_with_process_rewards(tok):
             step_reward_fn=lambda p, c: [([0], [0.0])] * len(c),
             rollout_fn=functools.partial(collect_episodes, env=tw.CalculatorEnv()),
         )  # fmt: skip
+
+
+def test_select_and_merge_keep_the_action_mask(tok):
+    model = _lm(tok, seed=5)
+    env = tw.CalculatorEnv()
+    prompts = tw.sample_prompts(4, seed=5)
+    a = collect_episodes(model, tok, prompts, tw.accuracy_reward, max_new_tokens=10, seed=1, env=env)
+    b = collect_episodes(model, tok, prompts, tw.accuracy_reward, max_new_tokens=20, seed=2, env=env)
+    merged = merge_rollouts([a, b], tok.pad_token_id)
+    assert merged.action_mask.shape == merged.gen.response_mask.shape
+    for part, rows in ((a, slice(0, 4)), (b, slice(4, 8))):
+        w = part.action_mask.shape[1]
+        assert torch.equal(merged.action_mask[rows, :w], part.action_mask)
+        assert merged.action_mask[rows, w:].abs().sum() == 0
+    picked = merged.select([5, 1])
+    assert torch.equal(picked.action_mask, merged.action_mask[[5, 1]])
+    assert torch.equal(picked.mask, merged.mask[[5, 1]])
+
+
+def test_dynamic_sampling_runs_on_multiturn_episodes(tok):
+    cfg = GRPOConfig(steps=1, prompts_per_step=4, group_size=3, max_new_tokens=16, temperature=1.5,
+                     dynamic_sampling=True, progress=False)  # fmt: skip
+    history = train_grpo(
+        _lm(tok, seed=6), tok, tw.sample_prompts(8, seed=0), lambda p, c: [len(x) / 10 for x in c], cfg,
+        rollout_fn=functools.partial(collect_episodes, env=tw.CalculatorEnv()),
+    )  # fmt: skip
+    assert history[-1]["step"] == 1 and history[-1]["dynamic_sampling/rounds"] >= 1
