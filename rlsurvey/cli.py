@@ -4,6 +4,7 @@
     rlsurvey train ppo --reward out/rm --output-dir out/ppo          # PPO against that reward model
     rlsurvey train dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset trl-lib/ultrafeedback_binarized ...
     rlsurvey train grpo --output-dir out/grpo                       # GRPO on arithmetic with the verifier
+    rlsurvey train grpo --tool calculator --model DIR --output-dir out/agent  # episodes with a calculator
     rlsurvey train sft --output-dir out/sft                         # SFT on worked solutions (reasoning)
     rlsurvey train prm --output-dir out/prm                         # a process RM on exact step labels
     rlsurvey data --world reviews --type preference pairs.jsonl     # a world's data in TRL's format
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -196,6 +198,22 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         "[default: none]",
     )  # fmt: skip
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    if name == "grpo":
+        t = p.add_argument_group(
+            "tools (multi-turn episodes, rlsurvey.tasks.tools and rlsurvey.algos.multiturn)"
+        )
+        t.add_argument(
+            "--tool", choices=["calculator"], default=None,
+            help="play multi-turn episodes in which the policy may call this tool, on the tool world's "
+            "problems with its verifier (unless --dataset or a reward-model --reward); the tool's "
+            "observations are left out of the loss, the KL and the entropy. Needs --model: a model whose "
+            "vocabulary holds the call syntax '<37*58>{2146}' [default: single-turn responses, no tool]",
+        )  # fmt: skip
+        t.add_argument(
+            "--max-turns", type=int, default=3,
+            help="with --tool: the most policy turns per episode (at most this minus one calls are answered) "
+            "[default: 3]",
+        )  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -306,7 +324,11 @@ def _demonstrations(args):
 def _prompts(args, tokenizer) -> list[str]:
     from rlsurvey.interop import load_prompts, world_dataset
 
-    if args.dataset is None:
+    if args.dataset is None and getattr(args, "tool", None):
+        from rlsurvey.tasks import tools
+
+        prompts = tools.sample_prompts(_num(args), seed=args.seed)
+    elif args.dataset is None:
         prompts = list(world_dataset(args.world, "prompt", _num(args), seed=args.seed)["prompt"])
     else:
         _num(args)
@@ -326,6 +348,10 @@ def _reward(args, device):
     gold = (lambda p, c: reviews.gold_reward(c, p)) if args.world == "reviews" else None
     if spec == "gold":
         return gold, None, "gold"
+    if spec == "verifier" and getattr(args, "tool", None):
+        from rlsurvey.tasks import tools
+
+        return tools.accuracy_reward, None, "verifier (tools)"
     if spec == "verifier":
         check = arithmetic.verify if args.world == "arithmetic" else reasoning.accuracy_reward
         return check, None, "verifier"
@@ -370,6 +396,11 @@ def _save_model(model, tokenizer, path: Path) -> None:
 def train(args) -> dict:
     """Run `rlsurvey train <algo>` from parsed options; returns a summary (paths, steps, last metrics)."""
     check_args(args)  # every input, before a model is loaded or a file written (rlsurvey.cli_checks)
+    if getattr(args, "tool", None) and (args.model is None or args.max_turns < 1):
+        raise SystemExit(
+            f"rlsurvey train grpo: --tool {args.tool} needs --model (no shipped model writes tool calls yet) "
+            f"and --max-turns >= 1; got --model {args.model}, --max-turns {args.max_turns}"
+        )
 
     cmd = _commands()[args.algo]
     main = is_main_process()
@@ -481,7 +512,14 @@ def _train(args, cfg, out: Path, main: bool, device, log, record) -> list[dict]:
         return history
     from rlsurvey.algos.grpo import train_grpo
 
-    history = train_grpo(model, tok, prompts, reward_fn, cfg, callback=log.write)
+    rollout_fn = None
+    if getattr(args, "tool", None):
+        from rlsurvey.algos.multiturn import collect_episodes
+        from rlsurvey.tasks.tools import CalculatorEnv
+
+        rollout_fn = functools.partial(collect_episodes, env=CalculatorEnv(max_turns=args.max_turns))
+        record.update(tool=args.tool, max_turns=args.max_turns)
+    history = train_grpo(model, tok, prompts, reward_fn, cfg, callback=log.write, rollout_fn=rollout_fn)
     if main and not (out / "config.json").is_file():  # train_grpo saves to output_dir
         _save_model(model, tok, out)
     return history

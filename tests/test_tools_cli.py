@@ -1,0 +1,65 @@
+"""`rlsurvey train grpo --tool calculator`: multi-turn GRPO with the calculator from the command line, end to
+end on a tiny random model whose vocabulary holds the call syntax, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from rlsurvey.cli import main
+from rlsurvey.lm.models import random_causal_lm
+from rlsurvey.lm.tokenizer import train_char_tokenizer
+
+ALPHABET = "0123456789+-*/()<>{} error:abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture(scope="module")
+def tool_model(tmp_path_factory):
+    tok = train_char_tokenizer([ALPHABET])
+    model = random_causal_lm("llama", len(tok), tok.pad_token_id, tok.eos_token_id, seed=0)
+    path = tmp_path_factory.mktemp("tool-lm")
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_train_grpo_with_the_calculator(tool_model, tmp_path, monkeypatch):
+    from rlsurvey.algos import multiturn
+
+    seen = []
+    real = multiturn.collect_episodes
+
+    def spy(*args, **kw):
+        roll = real(*args, **kw)
+        seen.append((kw["env"].max_turns, roll.action_mask is not None, roll.gen.response_mask.shape[1]))
+        return roll
+
+    monkeypatch.setattr(multiturn, "collect_episodes", spy)
+    out = tmp_path / "agent"
+    argv = ["train", "grpo", "--tool", "calculator", "--max-turns", "2", "--model", tool_model,
+            "--num-examples", "8", "--prompts-per-step", "2", "--group-size", "3", "--steps", "2",
+            "--max-new-tokens", "16", "--temperature", "1.5", "--no-progress",
+            "--output-dir", out]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    assert len(seen) == 2 and all(t == 2 and masked and width <= 16 for t, masked, width in seen)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all("entropy" in r and "loss" in r for r in rows)
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["tool"] == "calculator" and record["max_turns"] == 2
+    assert record["reward"] == "verifier (tools)"
+    AutoModelForCausalLM.from_pretrained(out)
+
+
+@pytest.mark.parametrize(
+    "extra, message", [([], "needs --model"), (["--max-turns", "0"], "--max-turns >= 1")]
+)
+def test_the_tool_option_is_refused_without_a_model_or_turns(tool_model, tmp_path, extra, message, capsys):
+    argv = ["train", "grpo", "--tool", "calculator", "--num-examples", "8", "--steps", "1", "--no-progress",
+            "--output-dir", tmp_path / "x", *extra]  # fmt: skip
+    if extra:
+        argv += ["--model", tool_model]
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    assert message in str(exc.value.code) + capsys.readouterr().err
