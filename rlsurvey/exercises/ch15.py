@@ -48,8 +48,8 @@ def check_hard_estimate(fn) -> bool:
     """Your P(hard estimate says good | success probability q, n rollouts)."""
     name = "hard estimate"
     hint = (
-        "the hard label is 0 only when all n independent completions fail, each with probability 1 − q; "
-        "the label is 1 otherwise."
+        "the hard label is 1 when at least one of the n independent completions is right; the complement "
+        "is easier to count."
     )
     for q in (0.0, 0.05, 0.3, 0.5, 0.9, 1.0):
         for n in (1, 2, 4, 16, 64):
@@ -126,7 +126,7 @@ def check_binary_auroc(fn) -> bool:
     name = "binary AUROC"
     hint = (
         "draw one positive and one negative: the positive wins when it scores 1 and the negative 0; "
-        "they tie when both score 1 or both 0, and a tie counts 1/2. It simplifies to (1 + tpr − fpr)/2."
+        "they tie when both score 1 or both 0, and a tie counts 1/2."
     )
     for tpr in (0.0, 0.3, 0.8, 1.0):
         for fpr in (0.0, 0.1, 0.5, 1.0):

@@ -37,7 +37,11 @@ SYLLABUS: tuple[tuple[int, str, tuple[int, ...]], ...] = (
     (3, "Reward models and RLHF with PPO", (6, 7)),
     (4, "What goes wrong in RLHF; direct preference optimization", (9, 10)),
     (5, "The DPO family and AI feedback", (11, 8)),
-    (6, "RL for reasoning with verifiable rewards, before and after the survey; GPU kernels", (12, 14, 13)),
+    (
+        6,
+        "RL for reasoning with verifiable rewards, before and after the survey; process rewards; GPU kernels",
+        (12, 14, 15, 13),
+    ),
 )
 
 
