@@ -8,6 +8,7 @@
     rlsurvey train sft --output-dir out/sft                         # SFT on worked solutions (reasoning)
     rlsurvey train prm --output-dir out/prm                         # a process RM on exact step labels
     rlsurvey data --world reviews --type preference pairs.jsonl     # a world's data in TRL's format
+    rlsurvey eval --model out/dpo reviews-base --world reviews      # held-out gold reward, side by side
     accelerate launch -m rlsurvey train dpo ...                      # several processes
 
 Each subcommand's options are generated from its trainer's config dataclass (`rlsurvey.config_args`), the
@@ -21,7 +22,10 @@ The output directory holds a Hugging Face checkpoint (safetensors and tokenizer)
 transformers (`AutoModelForCausalLM`; `AutoModelForSequenceClassification` for a reward model,
 `AutoModelForTokenClassification` for a step reward model),
 `metrics.jsonl` (one JSON object per step, TRL's metric names) and `train_config.json` (the command, its
-inputs and every config field). Under several processes (`WORLD_SIZE` > 1) only the main process writes.
+inputs and every config field). On a synthetic world a run ends with a held-out report, printed and
+written to `results.json`: the starting and the trained model scored by the world's truth on prompts that
+never entered training (`rlsurvey.evaluation`). Under several processes (`WORLD_SIZE` > 1) only the main
+process writes.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from rlsurvey.cli_checks import (
     model_context,
     reward_spec,
 )
+from rlsurvey.cli_report import add_eval_parser, run_eval, train_report
 from rlsurvey.config_args import add_config_arguments, config_from_args
+from rlsurvey.evaluation import training_pairs, training_prompts
 
 __all__ = ["COMMANDS", "build_parser", "is_main_process", "main"]
 
@@ -197,6 +203,11 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         help="also send each logged row to these trackers, where installed (transformers' report_to names) "
         "[default: none]",
     )  # fmt: skip
+    g.add_argument(
+        "--no-report", action="store_true",
+        help="skip the held-out report at the end (the starting and the trained model scored by the world's "
+        "truth on prompts never trained on, also written to results.json)",
+    )  # fmt: skip
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     if name == "grpo":
         t = p.add_argument_group(
@@ -241,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
             p, cmd.config, cmd.defaults(), skip=BOUND, choices=cmd.choices,
             title=f"{cmd.config.__name__} fields" + (" (RLOO preset)" if name == "rloo" else ""),
         )  # fmt: skip
+    add_eval_parser(sub, DEBUG_HELP)
     data = sub.add_parser(
         "data", help="write a synthetic world's data in TRL's dataset formats",
         description="Write a world's preference, unpaired or prompt-only data as TRL reads it.",
@@ -295,6 +307,17 @@ def _num(args, default: int = 2000) -> int:
     return default if n is None else n
 
 
+def _without_heldout(n: int, make):
+    """`n` examples of a world with the held-out prompts left out (`rlsurvey.evaluation`): `make(k)` generates
+    k and drops the held-out ones (about a fifth), so generate more until n remain."""
+    k = n + n // 2 + 8
+    while True:
+        rows = make(k)
+        if len(rows) >= n:
+            return rows[:n] if isinstance(rows, list) else rows.select(range(n))
+        k *= 2
+
+
 def _preferences(args, tokenizer):
     from rlsurvey.data import load_preferences
     from rlsurvey.tasks import reviews
@@ -304,7 +327,9 @@ def _preferences(args, tokenizer):
             raise SystemExit(
                 f"rlsurvey: the {args.world} world has no preference pairs; pass --dataset or --world reviews"
             )
-        return reviews.make_preferences(_num(args), seed=args.seed)
+        return _without_heldout(
+            _num(args), lambda k: training_pairs(reviews.make_preferences(k, seed=args.seed))
+        )
     ds = load_preferences(args.dataset, split=args.split, tokenizer=tokenizer)
     _num(args)
     return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples is not None else ds
@@ -315,7 +340,9 @@ def _demonstrations(args):
     from rlsurvey.interop import demonstrations
 
     if args.dataset is None:
-        return demonstrations(args.world, _num(args), seed=args.seed)
+        return _without_heldout(
+            _num(args), lambda k: training_pairs(demonstrations(args.world, k, seed=args.seed))
+        )
     ds = load_sft(args.dataset, split=args.split)
     _num(args)
     return ds.select(range(min(len(ds), args.num_examples))) if args.num_examples is not None else ds
@@ -329,7 +356,10 @@ def _prompts(args, tokenizer) -> list[str]:
 
         prompts = tools.sample_prompts(_num(args), seed=args.seed)
     elif args.dataset is None:
-        prompts = list(world_dataset(args.world, "prompt", _num(args), seed=args.seed)["prompt"])
+        prompts = _without_heldout(
+            _num(args),
+            lambda k: training_prompts(world_dataset(args.world, "prompt", k, seed=args.seed)["prompt"]),
+        )
     else:
         _num(args)
         prompts = load_prompts(args.dataset, split=args.split, tokenizer=tokenizer, limit=args.num_examples)
@@ -429,9 +459,15 @@ def train(args) -> dict:
         log.close()
     record["config"] = dataclasses.asdict(cfg)
     record["steps"] = log.count
+    results = None
     if main:
         (out / "train_config.json").write_text(json.dumps(json_safe(record), indent=2))
-    return {"output_dir": str(out), "steps": log.count, "last": history[-1] if history else {}}
+        if getattr(args, "tool", None) is None:  # the tool world's report is its episode metrics
+            results = train_report(args, out, device, getattr(cfg, "max_new_tokens", None))
+        if results is not None:
+            (out / "results.json").write_text(json.dumps(json_safe(results), indent=2))
+    return {"output_dir": str(out), "steps": log.count, "last": history[-1] if history else {},
+            "results": results}  # fmt: skip
 
 
 RUN_OUTPUTS = ("metrics.jsonl", "train_config.json", "config.json", "model.safetensors")
@@ -581,13 +617,28 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _quiet_loading() -> None:
+    """transformers' weight-loading bars only on a terminal (written to a file, they are noise)."""
+    from rlsurvey.progress import display_kind
+
+    if display_kind() != "terminal":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def _main(args) -> int:
     try:
+        if args.command == "eval":
+            _quiet_loading()
+            run_eval(args)
+            return 0
         if args.command == "data":
             check_data_args(args)
             path = export_data(args)
             print(f"wrote {args.num_examples} {args.data_type} rows of the {args.world} world to {path}")
             return 0
+        _quiet_loading()
         summary = train(args)
     except TrainingInterrupted as exc:  # SIGINT or SIGTERM: a checkpoint was saved, no traceback
         print(f"rlsurvey: stopped by {exc}", file=sys.stderr)

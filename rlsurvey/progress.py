@@ -78,6 +78,16 @@ class _LineBar(std.tqdm):
         kwargs.setdefault("ncols", 100)
         super().__init__(*args, **kwargs)
 
+    # a trainer sets its postfix (loss, reward) every step; redrawn at once it would be a line per step
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
+
 
 def tqdm(*args, **kwargs):
     """A progress bar for where its output goes (see the module docstring); takes tqdm's arguments."""

@@ -55,6 +55,16 @@ def _restore_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _small_cli_reports(monkeypatch):
+    """The held-out report that ends every `rlsurvey train` scores 256 prompts (500 pairs) per model; the
+    tests run the command line dozens of times on tiny budgets, so there it scores 16 (40)."""
+    from rlsurvey import cli_report
+
+    monkeypatch.setattr(cli_report, "REPORT_PROMPTS", 16)
+    monkeypatch.setattr(cli_report, "REPORT_PAIRS", 40)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory):
     """A factory: tiny_lm_dir("llama" | "gpt2") -> path of a saved random causal LM with its tokenizer."""

@@ -53,3 +53,74 @@ def test_eval_refuses_what_it_cannot_score(tmp_path):
         cli_report.run_eval(_eval_args(num_examples=1))
     with pytest.raises(SystemExit, match="positive"):
         cli_report.run_eval(_eval_args(max_new_tokens=0))
+
+
+def _train_argv(name, out, *extra):
+    tiny = {"dpo": ["--num-examples", "12", "--batch-size", "4", "--max-steps", "2"],
+            "reward": ["--num-examples", "12", "--batch-size", "4", "--num-epochs", "1"],
+            "grpo": ["--num-examples", "8", "--prompts-per-step", "2", "--group-size", "3", "--steps", "2",
+                     "--max-new-tokens", "4"]}[name]  # fmt: skip
+    return ["train", name, *tiny, "--no-progress", "--output-dir", str(out), *extra]
+
+
+def test_a_train_run_ends_with_its_held_out_report(tmp_path, capsys):
+    from rlsurvey.cli import main
+
+    assert main(_train_argv("grpo", tmp_path / "g")) == 0
+    text = capsys.readouterr().out
+    assert "held-out report (16 prompts never trained on" in text and "change in verifier accuracy" in text
+    results = json.loads((tmp_path / "g" / "results.json").read_text())
+    start, trained = results["reports"]["start"], results["reports"]["trained"]
+    assert start["metric"] == "verifier accuracy" and start["n"] == trained["n"] == 16
+    assert start["kl"] == pytest.approx(0.0, abs=1e-6) and results["max_new_tokens"] == 4
+    assert results["change"]["change"] == pytest.approx(trained["mean"] - start["mean"])
+
+    assert main(_train_argv("reward", tmp_path / "r")) == 0
+    assert "above the coin flip" in capsys.readouterr().out
+    rm = json.loads((tmp_path / "r" / "results.json").read_text())["reports"]["trained"]
+    assert rm["metric"] == "pair accuracy against gold" and 0 <= rm["mean"] <= 1
+
+    assert main(_train_argv("dpo", tmp_path / "d", "--no-report")) == 0
+    assert "held-out report" not in capsys.readouterr().out and not (tmp_path / "d" / "results.json").exists()
+
+
+def test_generated_training_data_leaves_the_held_out_prompts_out(tmp_path):
+    from rlsurvey import cli
+    from rlsurvey.evaluation import is_heldout
+
+    for name, world in (
+        ("dpo", "reviews"),
+        ("sft", "reasoning"),
+        ("grpo", "arithmetic"),
+        ("rloo", "reviews"),
+    ):
+        args = cli.build_parser().parse_args(["train", name, "--output-dir", str(tmp_path), "--world", world])
+        args.num_examples = 400
+        if name == "dpo":
+            prompts = cli._preferences(args, None)["prompt"]
+        elif name == "sft":
+            prompts = cli._demonstrations(args)["prompt"]
+        else:
+            from rlsurvey.lm import load_model
+
+            prompts = cli._prompts(args, load_model(cli._model_name(args))[1])
+        assert len(prompts) == 400 and not any(is_heldout(p) for p in prompts), name
+
+
+def test_a_default_run_piped_to_a_file_writes_under_10_kb(tmp_path):
+    """The README's `rlsurvey train dpo --output-dir runs/dpo`, its stdout and stderr sent to a file."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        done = subprocess.run(
+            [sys.executable, "-m", "rlsurvey", "train", "dpo", "--output-dir", str(tmp_path / "dpo")],
+            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "2"},
+            timeout=600,
+        )  # fmt: skip
+    text = log.read_text()
+    assert done.returncode == 0, text[-2000:]
+    assert len(text.encode()) < 10_000 and "\r" not in text, text
+    assert "held-out report (256 prompts" in text and "change in gold reward" in text

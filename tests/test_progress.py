@@ -75,3 +75,17 @@ def test_a_terminal_gets_tqdms_own_bar(monkeypatch):
     assert type(bar) is std.tqdm
     list(bar)
     assert "\r" in tty.getvalue()
+
+
+def test_a_postfix_every_step_does_not_add_lines(monkeypatch):
+    """Trainers set their postfix (loss, reward) at every step; on a file that must not force a line each."""
+    monkeypatch.delenv("RLSURVEY_PROGRESS", raising=False)
+    out = io.StringIO()
+    bar = progress.tqdm(total=2000, desc="GRPO", file=out)
+    for step in range(2000):
+        bar.set_postfix(loss=1.0 / (step + 1), reward=step / 2000)
+        bar.set_description(f"GRPO {step}")
+        bar.update()
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) <= 3 and "reward=" in lines[-1] and "2000/2000" in lines[-1]
