@@ -3,7 +3,8 @@
 Modules: reward_model (a scalar head on a causal-LM backbone), bradley_terry (the pairwise loss, training and
 evaluation), ensemble (disagreement as uncertainty), multi_objective (one head per attribute and fitted
 weights), bench (a RewardBench-style suite of the reviews world), judges (AI feedback), verifiable
-(exact-answer rewards and pass@k for the arithmetic world).
+(exact-answer rewards and pass@k for the arithmetic world), process (process and outcome reward models read
+at each step's end, Math-Shepherd's rollout labels; chapter 15).
 """
 
 from rlsurvey.rewards.bradley_terry import (
