@@ -382,3 +382,28 @@ def test_auroc_by_response_pools_and_bootstraps():
         P.auroc_by_response([[0.1]], [[1, 0]])
     with pytest.raises(ValueError, match="one entry per response"):
         P.auroc_by_response([[0.1]], [])
+
+
+def test_the_step_trainer_checkpoints_and_resumes_exactly(tmp_path):
+    prompts = R.open_reasoning(R.sample_prompts(24, seed=4, min_operands=3, max_operands=6))
+    examples = P.step_examples(prompts, [R.worked_solution(p)[1:] for p in prompts[:12]] + ["1"] * 12)
+
+    def run(out, steps, resume=None):
+        torch.manual_seed(0)
+        rm = P.StepRewardModel.from_pretrained(model_path("reason-base"))
+        cfg = P.StepRewardConfig(
+            max_steps=4, batch_size=6, learning_rate=1e-3, progress=False, output_dir=str(out), save_steps=2,
+            resume_from_checkpoint=resume,
+        )  # fmt: skip
+        trainer = P.StepRewardTrainer(rm, examples, cfg)
+        rows = []
+        trainer.train(steps=steps, callback=rows.append)
+        return rm, trainer, rows
+
+    whole, _, rows = run(tmp_path / "a", None)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert (tmp_path / "a" / "checkpoint-2").is_dir() and (tmp_path / "a" / "checkpoint-4").is_dir()
+    resumed, trainer, rows = run(tmp_path / "a", None, resume=str(tmp_path / "a" / "checkpoint-2"))
+    assert trainer.step == 4 and [r["step"] for r in rows] == [3, 4]  # only the steps after the checkpoint
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b)
