@@ -21,7 +21,6 @@ default is the reasoning world's (`rlsurvey.tasks.reasoning.step_labels`).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from rlsurvey.algos.supervised import SupervisedTrainer
+from rlsurvey.rewards.reward_model import load_quietly
 
 __all__ = [
     "IGNORE_INDEX",
@@ -141,21 +140,6 @@ def step_examples(prompts: Sequence[str], completions: Sequence[str], kind: str 
     return out
 
 
-def _load_quietly(path: str | Path, **kwargs) -> nn.Module:
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            return AutoModelForTokenClassification.from_pretrained(str(path), **kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 class StepRewardModel(nn.Module):
     """A PRM or an ORM: p_φ(step is right) = σ(z_t) read at the tokens that end steps (and at the EOS).
 
@@ -183,7 +167,7 @@ class StepRewardModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, step_ends=None, **kwargs) -> StepRewardModel:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = _load_quietly(path, num_labels=1, **kwargs)
+        model = load_quietly(path, AutoModelForTokenClassification, num_labels=1, **kwargs)
         archs = getattr(model.config, "architectures", None) or []
         if not any(a.endswith("ForTokenClassification") for a in archs):
             head = model.score if hasattr(model, "score") else model.classifier

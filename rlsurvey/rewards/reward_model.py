@@ -42,9 +42,10 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(real, positions, -1).amax(dim=1)
 
 
-def load_quietly(path: str | Path, **kwargs) -> nn.Module:
-    """`AutoModelForSequenceClassification.from_pretrained` without the load report and progress bar that
-    transformers prints when it initializes a fresh head (expected when starting from a causal LM)."""
+def load_quietly(path: str | Path, auto_class=AutoModelForSequenceClassification, **kwargs) -> nn.Module:
+    """`auto_class.from_pretrained` (default AutoModelForSequenceClassification) without the load report and
+    progress bar that transformers prints when it initializes a fresh head (expected when starting from a
+    causal LM)."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     bars = hf_logging.is_progress_bar_enabled()
@@ -52,7 +53,7 @@ def load_quietly(path: str | Path, **kwargs) -> nn.Module:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*newly initialized.*")
-            return AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+            return auto_class.from_pretrained(str(path), **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
