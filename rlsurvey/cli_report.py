@@ -17,7 +17,7 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_eval", "train_report"]
 
-REPORT_PROMPTS = 256  # held-out prompts of the report at the end of `rlsurvey train`
+REPORT_PROMPTS = 512  # held-out prompts of the report at the end of `rlsurvey train`
 REPORT_PAIRS = 500  # held-out pairs of a reward model's report
 DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48}
 WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}

@@ -123,4 +123,4 @@ def test_a_default_run_piped_to_a_file_writes_under_10_kb(tmp_path):
     text = log.read_text()
     assert done.returncode == 0, text[-2000:]
     assert len(text.encode()) < 10_000 and "\r" not in text, text
-    assert "held-out report (256 prompts" in text and "change in gold reward" in text
+    assert "held-out report (512 prompts" in text and "change in gold reward" in text

@@ -1,0 +1,98 @@
+"""Do the command line's defaults learn? Each `rlsurvey train` subcommand with its defaults, over 3 seeds.
+
+Every subcommand runs on its default synthetic world with nothing but `--output-dir` and `--seed`, as the
+README shows it, and ends with its held-out report (`rlsurvey.cli_report`): the world's truth (gold reward or
+verifier accuracy; a reward model's pair accuracy against gold) for the starting and the trained model on
+prompts that never entered training, their difference paired by prompt, and that difference in standard
+errors. The goal (issue: defaults that learn): every seed of every subcommand at least 3 standard errors
+better than where it started, in at most 2 minutes of wall time on 2 cores. Run from the repository root:
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/cli_defaults.py            # all, 3 seeds
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/cli_defaults.py dpo grpo   # some
+
+It writes benchmarks/results/cli_defaults.json and prints one line per run and a summary per subcommand
+(mean ± standard error over seeds of the change, the smallest per-seed margin in standard errors, the
+slowest wall time). The wall time covers the whole command: loading, training, saving and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rlsurvey.cli import main
+from rlsurvey.stats import mean_se
+
+COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo")
+SEEDS = (0, 1, 2)
+GOAL_SE, GOAL_SECONDS = 3.0, 120.0
+OUT = Path(__file__).parent / "results" / "cli_defaults.json"
+
+
+def run(name: str, seed: int, root: Path) -> dict:
+    out = root / f"{name}_{seed}"
+    start = time.perf_counter()
+    status = main(["train", name, "--output-dir", str(out), "--seed", str(seed), "--no-progress"])
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"rlsurvey train {name} --seed {seed} ended with status {status}")
+    results = json.loads((out / "results.json").read_text())
+    shutil.rmtree(out)
+    change = results["change"]
+    return {"command": name, "seed": seed, "wall_s": round(wall, 1), "metric": change["metric"],
+            "start": results["reports"].get("start", {}).get("mean", 0.5 if name == "reward" else None),
+            "trained": results["reports"]["trained"]["mean"], "change": change["change"], "se": change["se"],
+            "standard_errors": change["standard_errors"]}  # fmt: skip
+
+
+def main_(names: list[str]) -> dict:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for seed in SEEDS:
+                row = run(name, seed, Path(tmp))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    summary = {}
+    for name in names:
+        mine = [r for r in rows if r["command"] == name]
+        m, se = mean_se([r["change"] for r in mine])
+        summary[name] = {
+            "metric": mine[0]["metric"], "change_mean": m, "change_se_over_seeds": se,
+            "min_standard_errors": min(r["standard_errors"] for r in mine),
+            "max_wall_s": max(r["wall_s"] for r in mine),
+            "meets_goal": min(r["standard_errors"] for r in mine) >= GOAL_SE
+            and max(r["wall_s"] for r in mine) <= GOAL_SECONDS,
+        }  # fmt: skip
+        s = summary[name]
+        print(f"{name:6s} {s['metric']:>27s}: change {m:+.3f} ± {se:.3f} over {len(mine)} seeds; smallest "
+              f"margin {s['min_standard_errors']:.1f} SE; slowest {s['max_wall_s']:.0f} s; "
+              f"{'meets' if s['meets_goal'] else 'MISSES'} the goal")  # fmt: skip
+    machine = {
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    goal = {"standard_errors": GOAL_SE, "seconds": GOAL_SECONDS}
+    result = {"machine": machine, "goal": goal, "runs": rows, "summary": summary}
+    return result
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(COMMANDS)
+    unknown = [n for n in chosen if n not in COMMANDS]
+    if unknown:
+        raise SystemExit(f"unknown subcommands {unknown}; choose from {list(COMMANDS)}")
+    result = main_(chosen)
+    if set(chosen) == set(COMMANDS):
+        OUT.write_text(json.dumps(result, indent=2))
+        print(f"wrote {OUT}")
+    if not all(s["meets_goal"] for s in result["summary"].values()):
+        sys.exit(1)
