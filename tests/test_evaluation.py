@@ -101,18 +101,21 @@ def test_a_reward_models_accuracy_against_gold():
     [("reviews-base", "reviews", "gold_mean", 64), ("arith-base", "arithmetic", "accuracy_sampled", 5),
      ("reason-base", "reasoning", "accuracy_sampled", 48)],
 )  # fmt: skip
-def test_the_shipped_models_measure_as_their_model_cards_say(name, world, key, max_new_tokens):
-    """The card's figure (all prompts, seed 1234) and the evaluation's (held-out prompts, another seed) are
-    two samples of the same quantity: they must agree within 3 standard errors of their difference."""
+def test_rlsurvey_eval_measures_the_shipped_models_as_their_model_cards_say(name, world, key, max_new_tokens):
+    """`rlsurvey eval --model NAME --world W -n 500`: the card's figure (all prompts, seed 1234) and the
+    evaluation's (held-out prompts, another seed) are two samples of the same quantity, so they must agree
+    within 3 standard errors of their difference."""
+    from rlsurvey.cli import build_parser
+    from rlsurvey.cli_report import run_eval
+
     card = json.loads((model_path(name) / "metrics.json").read_text())["quality"]
-    model, tok = load_model(name)
-    report = ev.evaluate_policy_on_world(
-        model, tok, world, ev.heldout_prompts(world, 500), None, max_new_tokens
-    )
+    argv = ["eval", "--model", name, "--world", world, "-n", "500", "--max-new-tokens", str(max_new_tokens)]
+    report = run_eval(build_parser().parse_args(argv))["reports"][name]
     if world == "reviews":
         card_se = card["gold_std"] / math.sqrt(card["n_samples"])
     else:
         card_se = math.sqrt(card[key] * (1 - card[key]) / card["n_samples"])
+    assert report["n"] == 500
     assert abs(report["mean"] - card[key]) < 3 * math.hypot(report["se"], card_se), (
         report["mean"],
         card[key],
