@@ -580,7 +580,12 @@ def _train_step_rm(args, cfg, out: Path, policy, tok, device, log) -> list[dict]
 
     lo, hi = PRM_OPERANDS
     prompts = reasoning.open_reasoning(
-        reasoning.sample_prompts(_num(args), seed=args.seed, min_operands=lo, max_operands=hi)
+        _without_heldout(
+            _num(args),
+            lambda k: training_prompts(
+                reasoning.sample_prompts(k, seed=args.seed, min_operands=lo, max_operands=hi)
+            ),
+        )
     )
     gen = generate(policy, tok, prompts, cfg.max_new_tokens, cfg.temperature, seed=args.seed)
     name = _model_name(args)

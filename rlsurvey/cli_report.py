@@ -19,6 +19,7 @@ __all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_
 
 REPORT_PROMPTS = 512  # held-out prompts of the report at the end of `rlsurvey train`
 REPORT_PAIRS = 500  # held-out pairs of a reward model's report
+REPORT_STEP_PROMPTS = 300  # held-out prompts whose responses' steps score a step reward model
 DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48}
 WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 
@@ -101,8 +102,10 @@ def train_report(args, out: Path, device, max_new_tokens: int | None = None) -> 
     """The held-out report that ends `rlsurvey train` on a synthetic world: the starting model against the
     trained one in `out` (a reward model: against an untrained one's coin flip). None where no truth is
     known (a --dataset run, a step reward model)."""
-    if args.dataset is not None or args.algo == "prm" or getattr(args, "no_report", False):
+    if args.dataset is not None or getattr(args, "no_report", False):
         return None
+    if args.algo == "prm":
+        return _step_reward_report(args, out, device, max_new_tokens)
     if args.algo == "reward":
         if args.world != "reviews":
             return None
@@ -125,6 +128,44 @@ def train_report(args, out: Path, device, max_new_tokens: int | None = None) -> 
     )
     _print(reports, change)
     return {"reports": _strip(reports), "change": change, "max_new_tokens": tokens}
+
+
+def _step_reward_report(args, out: Path, device, max_new_tokens: int | None) -> dict:
+    """`rlsurvey train prm`: the trained step (or outcome) reward model against the exact labels of the
+    policy's responses to held-out prompts, as an AUROC with a bootstrap standard error over responses; an
+    untrained head scores every step alike, an AUROC of 0.5."""
+    from rlsurvey.cli import PRM_OPERANDS
+    from rlsurvey.evaluation import heldout_prompts
+    from rlsurvey.lm.generation import generate
+    from rlsurvey.rewards import process
+    from rlsurvey.tasks import reasoning
+
+    lo, hi = PRM_OPERANDS
+    prompts = reasoning.open_reasoning(heldout_prompts("reasoning", REPORT_STEP_PROMPTS, min_operands=lo,
+                                                       max_operands=hi))  # fmt: skip
+    policy, tok = _load_policy(args.model or WORLD_MODEL["reasoning"], device, args.trust_remote_code)
+    tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS["reasoning"]
+    texts = generate(policy, tok, prompts, tokens, 1.0, seed=args.seed).texts
+    labels = [reasoning.step_labels(p, c) for p, c in zip(prompts, texts, strict=True)]
+    model = process.StepRewardModel.from_pretrained(out).to(device)
+    scores = model.step_scores(prompts, texts)
+    if model.kind == "orm":  # what an ORM is trained for: the answer, read at the EOS
+        metric = "answer AUROC against exact labels"
+        auc, se = process.auroc_by_response(
+            [[s[-1]] for s in scores], [[int(x.answer_correct)] for x in labels]
+        )
+    else:
+        metric = "step AUROC against exact labels"
+        auc, se = process.auroc_by_response([s[:-1] for s in scores], [list(x.correct) for x in labels])
+    n_steps = sum(len(x.correct) for x in labels)
+    trained = {"metric": metric, "mean": auc, "se": se, "n": len(prompts), "steps": n_steps}
+    change = {"metric": metric, "change": auc - 0.5, "se": se, "paired": False,
+              "standard_errors": (auc - 0.5) / se if se > 0 else math.inf}  # fmt: skip
+    where = f"{len(prompts)} prompts never trained on, {n_steps} steps of the policy's responses"
+    print(f"held-out report ({where}):")
+    margin = change["standard_errors"]
+    print(f"{metric}: {auc:.3f} ± {se:.3f}; above an untrained model's 0.5 by {margin:.1f} standard errors")
+    return {"reports": {"trained": trained}, "change": change, "max_new_tokens": tokens}
 
 
 def add_eval_parser(sub, debug_help: str) -> argparse.ArgumentParser:

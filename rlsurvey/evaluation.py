@@ -65,13 +65,14 @@ def _sampler(world: str):
     return {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning}[world].sample_prompts
 
 
-def heldout_prompts(world: str, n: int = 256, seed: int = HELDOUT_SEED) -> list[str]:
-    """`n` prompts of `world` drawn from the held-out fifth only (repeats allowed, as in training)."""
+def heldout_prompts(world: str, n: int = 256, seed: int = HELDOUT_SEED, **kwargs) -> list[str]:
+    """`n` prompts of `world` drawn from the held-out fifth only (repeats allowed, as in training); keyword
+    arguments go to the world's `sample_prompts` (e.g. the reasoning world's operand counts)."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     sample, out, attempt = _sampler(world), [], 0
     while len(out) < n:
-        out += [p for p in sample(max(4 * n, 64), seed=seed + attempt) if is_heldout(p)]
+        out += [p for p in sample(max(4 * n, 64), seed=seed + attempt, **kwargs) if is_heldout(p)]
         attempt += 1
     return out[:n]
 

@@ -58,11 +58,13 @@ def _restore_torch_threads():
 @pytest.fixture(autouse=True)
 def _small_cli_reports(monkeypatch):
     """The held-out report that ends every `rlsurvey train` scores 256 prompts (500 pairs) per model; the
-    tests run the command line dozens of times on tiny budgets, so there it scores 16 (40)."""
+    tests run the command line dozens of times on tiny budgets, so there it scores 16 (40; 24 for a step
+    reward model)."""
     from rlsurvey import cli_report
 
     monkeypatch.setattr(cli_report, "REPORT_PROMPTS", 16)
     monkeypatch.setattr(cli_report, "REPORT_PAIRS", 40)
+    monkeypatch.setattr(cli_report, "REPORT_STEP_PROMPTS", 24)
 
 
 @pytest.fixture(scope="session")

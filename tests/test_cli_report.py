@@ -124,3 +124,20 @@ def test_a_default_run_piped_to_a_file_writes_under_10_kb(tmp_path):
     assert done.returncode == 0, text[-2000:]
     assert len(text.encode()) < 10_000 and "\r" not in text, text
     assert "held-out report (512 prompts" in text and "change in gold reward" in text
+
+
+def test_a_step_reward_model_is_reported_against_the_exact_labels(tmp_path, capsys):
+    """`rlsurvey train prm` ends with its step AUROC on held-out prompts (an ORM: its answer AUROC), and its
+    training prompts leave the held-out ones out."""
+    from rlsurvey.cli import main
+
+    argv = ["train", "prm", "--num-examples", "32", "--max-steps", "2", "--batch-size", "8", "--no-progress"]
+    assert main([*argv, "--output-dir", str(tmp_path / "prm")]) == 0
+    assert "step AUROC against exact labels" in capsys.readouterr().out
+    results = json.loads((tmp_path / "prm" / "results.json").read_text())
+    trained = results["reports"]["trained"]
+    assert trained["n"] == 24 and trained["steps"] > 24 and 0 <= trained["mean"] <= 1
+    assert results["change"]["change"] == pytest.approx(trained["mean"] - 0.5)
+    assert main([*argv, "--kind", "orm", "--output-dir", str(tmp_path / "orm")]) == 0
+    orm = json.loads((tmp_path / "orm" / "results.json").read_text())["reports"]["trained"]
+    assert orm["metric"] == "answer AUROC against exact labels"
