@@ -52,7 +52,7 @@ from rlsurvey.cli_checks import (
     model_context,
     reward_spec,
 )
-from rlsurvey.cli_report import add_eval_parser, run_eval, train_report
+from rlsurvey.cli_report import WORLD_MODEL, add_eval_parser, run_eval, train_report
 from rlsurvey.config_args import add_config_arguments, config_from_args
 from rlsurvey.evaluation import training_pairs, training_prompts
 
@@ -138,7 +138,6 @@ def _commands() -> dict[str, Command]:
 
 COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
-WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier"}
 
 

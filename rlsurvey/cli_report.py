@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 
+from rlsurvey.evaluation import compare_reports
+
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_eval", "train_report"]
 
 REPORT_PROMPTS = 512  # held-out prompts of the report at the end of `rlsurvey train`
@@ -74,12 +76,6 @@ def _reward_reports(names: dict[str, str], device, n: int) -> dict[str, dict]:
     return out
 
 
-def _change_line(before: dict, after: dict) -> dict:
-    from rlsurvey.evaluation import compare_reports
-
-    return compare_reports(before, after)
-
-
 def _print(reports: dict[str, dict], change: dict | None, file=None) -> None:
     from rlsurvey.evaluation import format_reports
 
@@ -122,7 +118,7 @@ def train_report(args, out: Path, device, max_new_tokens: int | None = None) -> 
     tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.world]
     reports = _policy_reports({"start": start, "trained": str(out)}, args.world, start, device,
                               REPORT_PROMPTS, tokens, args.seed, args.trust_remote_code)  # fmt: skip
-    change = _change_line(reports["start"], reports["trained"])
+    change = compare_reports(reports["start"], reports["trained"])
     print(
         f"held-out report ({REPORT_PROMPTS} prompts never trained on, one sample each, {tokens} new tokens):"
     )
@@ -226,7 +222,7 @@ def run_eval(args) -> dict:
         reports = _policy_reports(names, args.world, reference, device, args.num_examples, tokens, args.seed,
                                   args.trust_remote_code)  # fmt: skip
     first = args.model[0]
-    changes = {m: _change_line(reports[first], reports[m]) for m in args.model[1:]}
+    changes = {m: compare_reports(reports[first], reports[m]) for m in args.model[1:]}
     _print(reports, None)
     for m, change in changes.items():
         print(f"{m} minus {first}: {change['change']:+.3f} ± {change['se']:.3f} "
