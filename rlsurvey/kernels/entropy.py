@@ -29,11 +29,13 @@ tl = None
 
 
 def token_entropy_naive(logits):
-    """Full float32 softmax; -inf entries contribute 0. The tests' ground truth."""
-    logp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=-1)
+    """Full softmax in float64, returned in the kernels' output dtype; -inf entries contribute 0. The tests'
+    ground truth. (float64 because the truth must be more exact than what it judges: a float32 softmax over
+    5,003 entries is itself off by up to a few 1e-5 on some CPUs, the size of the kernels' tolerance.)"""
+    logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
     p = logp.exp()
     # where() on the factor, not on the product: 0 * -inf in an unselected branch would still give NaN grads
-    return -(p * torch.where(p > 0, logp, 0.0)).sum(-1)
+    return (-(p * torch.where(p > 0, logp, 0.0)).sum(-1)).to(compute_dtype(logits.dtype))
 
 
 def _stable_terms(x):

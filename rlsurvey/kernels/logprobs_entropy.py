@@ -54,8 +54,8 @@ tl = None
 
 
 def token_logprobs_and_entropy_naive(logits, targets, ignore_index: int = -100, temperature: float = 1.0):
-    """The textbook pair: a full float32 log-softmax for the log-probs and a full softmax for the entropy
-    of softmax(logits / T), 0 where the target is ignored. The tests' ground truth."""
+    """The textbook pair: a full float32 log-softmax for the log-probs and a full float64 softmax for the
+    entropy of softmax(logits / T), 0 where the target is ignored. The tests' ground truth."""
     logp = token_logprobs_naive(logits, targets, ignore_index, temperature)
     h = token_entropy_naive(logits.to(compute_dtype(logits.dtype)) / temperature)
     return logp, torch.where(targets != ignore_index, h, torch.zeros_like(h))
