@@ -10,6 +10,7 @@ better than where it started, in at most 2 minutes of wall time on 2 cores. Run 
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/cli_defaults.py            # all, 3 seeds
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/cli_defaults.py dpo grpo   # some
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/cli_defaults.py grpo-tool  # grpo --tool calculator
 
 It writes benchmarks/results/cli_defaults.json (a run of some commands replaces only theirs) and prints one
 line per run and a summary per subcommand (mean ± standard error over seeds of the change, the smallest
@@ -32,7 +33,8 @@ import torch
 from rlsurvey.cli import main
 from rlsurvey.stats import mean_se
 
-COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
+COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm", "grpo-tool")
+ARGV = {"grpo-tool": ["grpo", "--tool", "calculator"]}  # a run that is a subcommand with an option
 SEEDS = (0, 1, 2)
 GOAL_SE, GOAL_SECONDS = 3.0, 120.0
 OUT = Path(__file__).parent / "results" / "cli_defaults.json"
@@ -42,10 +44,14 @@ _UNTRAINED = {"reward": 0.5, "prm": 0.5}  # a reward model's coin flip, a step r
 def run(name: str, seed: int, root: Path) -> dict:
     out = root / f"{name}_{seed}"
     start = time.perf_counter()
-    status = main(["train", name, "--output-dir", str(out), "--seed", str(seed), "--no-progress"])
+    status = main(
+        ["train", *ARGV.get(name, [name]), "--output-dir", str(out), "--seed", str(seed), "--no-progress"]
+    )
     wall = time.perf_counter() - start
     if status != 0:
-        raise SystemExit(f"rlsurvey train {name} --seed {seed} ended with status {status}")
+        raise SystemExit(
+            f"rlsurvey train {' '.join(ARGV.get(name, [name]))} --seed {seed} ended with status {status}"
+        )
     results = json.loads((out / "results.json").read_text())
     shutil.rmtree(out)
     change = results["change"]
@@ -75,7 +81,7 @@ def main_(names: list[str]) -> dict:
             and max(r["wall_s"] for r in mine) <= GOAL_SECONDS,
         }  # fmt: skip
         s = summary[name]
-        print(f"{name:6s} {s['metric']:>27s}: change {m:+.3f} ± {se:.3f} over {len(mine)} seeds; smallest "
+        print(f"{name:9s} {s['metric']:>27s}: change {m:+.3f} ± {se:.3f} over {len(mine)} seeds; smallest "
               f"margin {s['min_standard_errors']:.1f} SE; slowest {s['max_wall_s']:.0f} s; "
               f"{'meets' if s['meets_goal'] else 'MISSES'} the goal")  # fmt: skip
     machine = {

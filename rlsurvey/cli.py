@@ -52,7 +52,7 @@ from rlsurvey.cli_checks import (
     model_context,
     reward_spec,
 )
-from rlsurvey.cli_report import WORLD_MODEL, add_eval_parser, run_eval, train_report
+from rlsurvey.cli_report import DEFAULT_MAX_NEW_TOKENS, WORLD_MODEL, add_eval_parser, run_eval, train_report
 from rlsurvey.config_args import add_config_arguments, config_from_args
 from rlsurvey.evaluation import training_pairs, training_prompts
 
@@ -138,7 +138,8 @@ def _commands() -> dict[str, Command]:
 
 COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
-WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier"}
+WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier", "tools": "verifier"}
+TRAIN_WORLDS = ("arithmetic", "reasoning", "reviews")  # --world of `rlsurvey train`; --tool picks "tools"
 
 
 def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
@@ -153,8 +154,9 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         "--seed", type=int, default=0, help="seeds torch, the generated data and the config's seed"
     )
     g.add_argument(
-        "--world", choices=sorted(WORLD_MODEL), default=cmd.world,
-        help=f"the synthetic world that supplies the default model, data and reward [default: {cmd.world}]",
+        "--world", choices=TRAIN_WORLDS, default=cmd.world,
+        help=f"the synthetic world that supplies the default model, data and reward [default: {cmd.world}]"
+        + ("; --tool calculator trains on the tools world instead" if name == "grpo" else ""),
     )  # fmt: skip
     model_help = (
         "the model to train: a shipped name (reviews-base, arith-base, reason-base), a local HF directory or "
@@ -219,9 +221,11 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         t.add_argument(
             "--tool", choices=["calculator"], default=None,
             help="play multi-turn episodes in which the policy may call this tool, on the tool world's "
-            "problems with its verifier (unless --dataset or a reward-model --reward); the tool's "
-            "observations are left out of the loss, the KL and the entropy. Needs --model: a model whose "
-            "vocabulary holds the call syntax '<37*58>{2146}' [default: single-turn responses, no tool]",
+            "problems with its verifier (unless --dataset or a reward-model --reward), from tool-base unless "
+            "--model names another model whose vocabulary holds the call syntax '<37*58>{2146}'; the tool's "
+            "observations are left out of the loss, the KL and the entropy; --max-new-tokens bounds the "
+            f"whole episode [default {DEFAULT_MAX_NEW_TOKENS['tools']} with a tool; without: single-turn "
+            "responses, no tool]",
         )  # fmt: skip
         t.add_argument(
             "--max-turns", type=int, default=3,
@@ -354,10 +358,12 @@ def _demonstrations(args):
 def _prompts(args, tokenizer) -> list[str]:
     from rlsurvey.interop import load_prompts, world_dataset
 
-    if args.dataset is None and getattr(args, "tool", None):
+    if args.dataset is None and args.world == "tools":
         from rlsurvey.tasks import tools
 
-        prompts = tools.sample_prompts(_num(args), seed=args.seed)
+        prompts = _without_heldout(
+            _num(args), lambda k: training_prompts(tools.sample_prompts(k, seed=args.seed))
+        )
     elif args.dataset is None:
         prompts = _without_heldout(
             _num(args),
@@ -381,7 +387,7 @@ def _reward(args, device):
     gold = (lambda p, c: reviews.gold_reward(c, p)) if args.world == "reviews" else None
     if spec == "gold":
         return gold, None, "gold"
-    if spec == "verifier" and getattr(args, "tool", None):
+    if spec == "verifier" and args.world == "tools":
         from rlsurvey.tasks import tools
 
         return tools.accuracy_reward, None, "verifier (tools)"
@@ -428,12 +434,15 @@ def _save_model(model, tokenizer, path: Path) -> None:
 
 def train(args) -> dict:
     """Run `rlsurvey train <algo>` from parsed options; returns a summary (paths, steps, last metrics)."""
+    if getattr(args, "tool", None):
+        if args.max_turns < 1:
+            raise SystemExit(
+                f"rlsurvey train grpo: --tool {args.tool} needs --max-turns >= 1, got {args.max_turns}"
+            )
+        args.world = "tools"  # its problems, its verifier, its shipped model and its held-out report
+        if "--max-new-tokens" not in getattr(args, "given_options", ()):  # room for a call, its result, EOS
+            args.max_new_tokens = DEFAULT_MAX_NEW_TOKENS["tools"]
     check_args(args)  # every input, before a model is loaded or a file written (rlsurvey.cli_checks)
-    if getattr(args, "tool", None) and (args.model is None or args.max_turns < 1):
-        raise SystemExit(
-            f"rlsurvey train grpo: --tool {args.tool} needs --model (no shipped model writes tool calls yet) "
-            f"and --max-turns >= 1; got --model {args.model}, --max-turns {args.max_turns}"
-        )
 
     cmd = _commands()[args.algo]
     main = is_main_process()
@@ -465,8 +474,7 @@ def train(args) -> dict:
     results = None
     if main:
         (out / "train_config.json").write_text(json.dumps(json_safe(record), indent=2))
-        if getattr(args, "tool", None) is None:  # the tool world's report is its episode metrics
-            results = train_report(args, out, device, getattr(cfg, "max_new_tokens", None))
+        results = train_report(args, out, device, getattr(cfg, "max_new_tokens", None))
         if results is not None:
             (out / "results.json").write_text(json.dumps(json_safe(results), indent=2))
     return {"output_dir": str(out), "steps": log.count, "last": history[-1] if history else {},
@@ -614,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
     expected>`, and exit status 1; `--debug` (or RLSURVEY_DEBUG=1) shows the traceback instead. SIGINT or
     SIGTERM during training saves a checkpoint and exits with status 130."""
     args = build_parser().parse_args(argv)
+    # the options typed (a default that depends on another option, such as --tool's episode budget, must
+    # not override an explicit value that happens to equal the plain default)
+    args.given_options = {
+        a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a[:2] == "--"
+    }
     from rlsurvey.distributed import shutdown
 
     try:

@@ -166,10 +166,10 @@ def reward_spec(args) -> str:
             raise InputError("--reward gold: gold is the reviews world's reward; use --world reviews")
         return spec
     if spec == "verifier":
-        if args.world not in ("arithmetic", "reasoning"):
+        if args.world not in ("arithmetic", "reasoning", "tools"):
             raise InputError(
-                "--reward verifier: the verifier checks answers of the arithmetic or reasoning world; "
-                "use --world arithmetic or --world reasoning"
+                "--reward verifier: the verifier checks answers of the arithmetic or reasoning world (or "
+                "the tools world's, with grpo --tool calculator); use --world arithmetic or --world reasoning"
             )
         return spec
     expected = "expected 'gold', 'verifier' or a reward-model directory"

@@ -22,8 +22,9 @@ __all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_
 REPORT_PROMPTS = 512  # held-out prompts of the report at the end of `rlsurvey train`
 REPORT_PAIRS = 500  # held-out pairs of a reward model's report
 REPORT_STEP_PROMPTS = 300  # held-out prompts whose responses' steps score a step reward model
-DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48}
-WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
+DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48, "tools": 32}
+WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base",
+               "tools": "tool-base"}  # fmt: skip
 
 
 def checkpoint_kind(path: str | Path) -> str:

@@ -17,6 +17,7 @@ was", "overall the phone was" and "the book was".
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Sequence
@@ -39,8 +40,13 @@ __all__ = [
     "training_prompts",
 ]
 
-WORLDS = ("reviews", "arithmetic", "reasoning")
-METRICS = {"reviews": "gold reward", "arithmetic": "verifier accuracy", "reasoning": "verifier accuracy"}
+WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
+METRICS = {
+    "reviews": "gold reward",
+    "arithmetic": "verifier accuracy",
+    "reasoning": "verifier accuracy",
+    "tools": "verifier accuracy",
+}
 HELDOUT_SEED = 10_007  # the sampling seed of held-out prompts and pairs, apart from any training seed
 _SHARE = 5  # one prompt in _SHARE is held out
 
@@ -59,10 +65,11 @@ def is_heldout(prompt: str) -> bool:
 
 
 def _sampler(world: str):
-    from rlsurvey.tasks import arithmetic, reasoning, reviews
+    from rlsurvey.tasks import arithmetic, reasoning, reviews, tools
 
     _check_world(world)
-    return {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning}[world].sample_prompts
+    worlds = {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning, "tools": tools}
+    return worlds[world].sample_prompts
 
 
 def heldout_prompts(world: str, n: int = 256, seed: int = HELDOUT_SEED, **kwargs) -> list[str]:
@@ -121,11 +128,12 @@ def _mean_se(values) -> tuple[float, float]:
 
 
 def _truth(world: str):
-    from rlsurvey.tasks import arithmetic, reasoning, reviews
+    from rlsurvey.tasks import arithmetic, reasoning, reviews, tools
 
     if world == "reviews":
         return lambda prompts, completions: reviews.gold_reward(completions, prompts)
-    return arithmetic.verify if world == "arithmetic" else reasoning.accuracy_reward
+    return {"arithmetic": arithmetic.verify, "reasoning": reasoning.accuracy_reward,
+            "tools": tools.accuracy_reward}[world]  # fmt: skip
 
 
 @torch.no_grad()
@@ -139,7 +147,9 @@ def evaluate_policy_on_world(
     temperature: float = 1.0,
     seed: int = 0,
 ) -> dict:
-    """One sampled response per prompt (default: 256 held-out prompts), scored by the world's truth.
+    """One sampled response per prompt (default: 256 held-out prompts), scored by the world's truth; in the
+    tools world, one episode with the calculator (`rlsurvey.algos.multiturn.collect_episodes`, its default
+    `CalculatorEnv`), its length and KL counting the policy's tokens only.
 
     Returns a JSON-ready dict: world, metric ("gold reward" or "verifier accuracy"), n, mean and se of that
     measure, length and length_se (response tokens), kl and kl_se (None without `reference`), and `values`,
@@ -148,6 +158,11 @@ def evaluate_policy_on_world(
     from rlsurvey.algos.rollout import collect_rollout
 
     _check_world(world)
+    if world == "tools":
+        from rlsurvey.algos.multiturn import collect_episodes
+        from rlsurvey.tasks.tools import CalculatorEnv
+
+        collect_rollout = functools.partial(collect_episodes, env=CalculatorEnv())
     prompts = heldout_prompts(world) if prompts is None else list(prompts)
     if not prompts:
         raise ValueError("no prompts to evaluate on")

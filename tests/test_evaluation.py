@@ -13,7 +13,7 @@ from rlsurvey.assets import model_path
 from rlsurvey.interop import world_dataset
 from rlsurvey.lm import load_model
 from rlsurvey.lm.generation import generate
-from rlsurvey.tasks import arithmetic, reviews
+from rlsurvey.tasks import arithmetic, reviews, tools
 
 
 def test_the_held_out_fifth_is_fixed_and_disjoint_from_training():
@@ -24,7 +24,11 @@ def test_the_held_out_fifth_is_fixed_and_disjoint_from_training():
     for world in ev.WORLDS:
         heldout = ev.heldout_prompts(world, 300)
         assert len(heldout) == 300 and all(ev.is_heldout(p) for p in heldout)
-        train = ev.training_prompts(list(world_dataset(world, "prompt", 2000, seed=3)["prompt"]))
+        if world == "tools":  # a world of RL prompts only (rlsurvey.interop's datasets do not include it)
+            source = tools.sample_prompts(2000, seed=3)
+        else:
+            source = list(world_dataset(world, "prompt", 2000, seed=3)["prompt"])
+        train = ev.training_prompts(source)
         assert not set(train) & set(heldout)
     share = np.mean([ev.is_heldout(p) for p in set(arithmetic.sample_prompts(5000, seed=1))])
     assert 0.15 < share < 0.25
@@ -99,7 +103,7 @@ def test_a_reward_models_accuracy_against_gold():
 @pytest.mark.parametrize(
     "name, world, key, max_new_tokens",
     [("reviews-base", "reviews", "gold_mean", 64), ("arith-base", "arithmetic", "accuracy_sampled", 5),
-     ("reason-base", "reasoning", "accuracy_sampled", 48)],
+     ("reason-base", "reasoning", "accuracy_sampled", 48), ("tool-base", "tools", "accuracy_sampled", 48)],
 )  # fmt: skip
 def test_rlsurvey_eval_measures_the_shipped_models_as_their_model_cards_say(name, world, key, max_new_tokens):
     """`rlsurvey eval --model NAME --world W -n 500`: the card's figure (all prompts, seed 1234) and the

@@ -49,7 +49,7 @@ def test_solutions_for_teachers():
             assert title and check_name.startswith("check_") and kind in ("checked", "open")
             assert source.lstrip().startswith("def "), (chapter, number, source[:80])
     assert solutions("07") == solutions(7)
-    for bad in (16, -1, "x", None, True):
+    for bad in (17, -1, "x", None, True):
         with pytest.raises(ValueError, match="chapter must be one of"):
             solutions(bad)
 

@@ -17,13 +17,18 @@ from rlsurvey.lm.pretrain import PretrainConfig, world_corpus
 from rlsurvey.lm.quality import measure_quality
 from rlsurvey.lm.tokenizer import EOS, train_char_tokenizer
 
-WORLD = {"reviews-base": "reviews", "arith-base": "arithmetic", "reason-base": "reasoning"}
+WORLD = {
+    "reviews-base": "reviews",
+    "arith-base": "arithmetic",
+    "reason-base": "reasoning",
+    "tool-base": "tools",
+}
 
 
 def test_model_path_names_and_errors():
     for name in SHIPPED_MODELS:
         assert (model_path(name) / "config.json").is_file()
-    names = r"\['arith-base', 'reason-base', 'reviews-base'\]"
+    names = r"\['arith-base', 'reason-base', 'reviews-base', 'tool-base'\]"
     with pytest.raises(ValueError, match="name must be one of " + names):
         model_path("gpt-5")
 
@@ -66,6 +71,12 @@ def test_model_card_figures_are_reproduced_and_meet_the_bar(name):
         assert 0.15 <= q["accuracy_sampled"] <= 0.45 and 0.05 <= q["reasoning_share"] <= 0.35
         assert q["accuracy_when_reasoning"] >= q["accuracy_when_direct"] + 0.40
         keys = ("accuracy_sampled", "reasoning_share", "accuracy_when_reasoning", "accuracy_when_direct")
+    elif config.world == "tools":
+        # the bar of an agent's base model: it calls the calculator on a minority of problems, and is far more
+        # often right when it calls than when it answers in its head (RL has a tool use to reinforce)
+        assert 0.05 <= q["call_rate"] <= 0.5 and q["accuracy_sampled"] <= 0.5
+        assert q["accuracy_when_calling"] >= q["accuracy_when_direct"] + 0.40
+        keys = ("accuracy_sampled", "call_rate", "accuracy_when_calling", "accuracy_when_direct")
     else:
         # sampled at T=1, as RL samples: right only part of the time; greedy shows the mode is often right
         assert 0.2 <= q["accuracy_sampled"] <= 0.6 and q["accuracy_greedy"] > q["accuracy_sampled"]

@@ -19,7 +19,7 @@ from rlsurvey.site.guide import notation, readme_sections
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "notebooks" / "README.md"
 # Chapters 12 and 14 are rebuilt by their own issues; every other chapter follows the table.
-CHECKED = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15]
+CHECKED = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 16]
 
 # The rows the table must have: each symbol with one meaning across the course.
 REQUIRED = [

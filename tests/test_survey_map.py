@@ -49,8 +49,8 @@ def test_every_section_of_the_survey_is_on_the_map(survey):
 
 
 def test_every_chapter_teaches_part_of_the_map(survey):
-    assert [c.number for c in survey.chapters] == list(range(16))
-    for n in range(1, 16):
+    assert [c.number for c in survey.chapters] == list(range(17))
+    for n in range(1, 17):
         assert survey.sections_taught_by(n), f"chapter {n:02d} appears nowhere on the map"
     assert survey.sections_taught_by(0) == []
 
@@ -130,7 +130,7 @@ def test_draw_survey_map(survey):
     ax = fig.axes[0]
     n_rows = sum(len(s.parts) for s in survey.sections)
     assert len(ax.get_yticklabels()) == n_rows
-    assert [t.get_text()[:2] for t in ax.get_xticklabels()] == [f"{n:02d}" for n in range(1, 16)]
+    assert [t.get_text()[:2] for t in ax.get_xticklabels()] == [f"{n:02d}" for n in range(1, 17)]
     dots = sum(len(c.get_offsets()) for c in ax.collections)
     assert dots == sum(len(p.chapters) for s in survey.sections for p in s.parts)
     plt.close(fig)
@@ -149,7 +149,7 @@ def test_notebook_table_reads_runtimes_from_headers(tmp_path, survey):
     (tmp_path / "01_rl_basics.ipynb").write_text(json.dumps({"cells": [header]}))
     (tmp_path / "02_policy_gradients.ipynb").write_text(json.dumps({"cells": []}))
     rows = {r["number"]: r for r in S.notebook_table(tmp_path, survey)}
-    assert len(rows) == 16
+    assert len(rows) == 17
     assert rows[1]["exists"] and rows[1]["cpu_runtime"] == "1 min 42 s wall (87 s of CPU time, one thread)"
     assert rows[1]["cpu_seconds"] == 102 and "idle cores" in rows[1]["runtime_field"]
     assert rows[2]["exists"] and rows[2]["cpu_runtime"] == "not stated" and rows[2]["cpu_seconds"] is None
@@ -178,7 +178,7 @@ def test_the_welcome_table_states_every_header_runtime_whole(survey):
     """Chapter 00's table is generated from the headers: each row is the start of its chapter's own field,
     cut at a clause boundary (never mid-sentence), and its wall time is the one the header states."""
     rows = [r for r in S.notebook_table(survey=survey) if r["exists"]]
-    assert len(rows) == 16
+    assert len(rows) == 17
     for r in rows:
         field = " ".join(r["runtime_field"].split())
         assert field.startswith(r["cpu_runtime"]), (r["notebook"], r["cpu_runtime"], field[:80])

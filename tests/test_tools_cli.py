@@ -40,7 +40,7 @@ def test_train_grpo_with_the_calculator(tool_model, tmp_path, monkeypatch):
     out = tmp_path / "agent"
     argv = ["train", "grpo", "--tool", "calculator", "--max-turns", "2", "--model", tool_model,
             "--num-examples", "8", "--prompts-per-step", "2", "--group-size", "3", "--steps", "2",
-            "--max-new-tokens", "16", "--temperature", "1.5", "--no-progress",
+            "--max-new-tokens", "16", "--temperature", "1.5", "--no-progress", "--no-report",
             "--output-dir", out]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     assert len(seen) == 2 and all(t == 2 and masked and width <= 16 for t, masked, width in seen)
@@ -52,14 +52,38 @@ def test_train_grpo_with_the_calculator(tool_model, tmp_path, monkeypatch):
     AutoModelForCausalLM.from_pretrained(out)
 
 
-@pytest.mark.parametrize(
-    "extra, message", [([], "needs --model"), (["--max-turns", "0"], "--max-turns >= 1")]
-)
-def test_the_tool_option_is_refused_without_a_model_or_turns(tool_model, tmp_path, extra, message, capsys):
+def test_the_tool_option_is_refused_without_turns(tool_model, tmp_path, capsys):
     argv = ["train", "grpo", "--tool", "calculator", "--num-examples", "8", "--steps", "1", "--no-progress",
-            "--output-dir", tmp_path / "x", *extra]  # fmt: skip
-    if extra:
-        argv += ["--model", tool_model]
+            "--output-dir", tmp_path / "x", "--max-turns", "0", "--model", tool_model]  # fmt: skip
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in argv])
-    assert message in str(exc.value.code) + capsys.readouterr().err
+    assert "--max-turns >= 1" in str(exc.value.code) + capsys.readouterr().err
+
+
+def test_the_shipped_agent_trains_by_default_and_ends_with_its_held_out_report(tmp_path, monkeypatch):
+    """No --model: tool-base on the tools world, the episode budget of the tools world unless given, and the
+    held-out report of episodes with the calculator (prompts never trained on)."""
+    import rlsurvey.cli as cli
+
+    seen = {}
+    real = cli.train_report
+
+    def spy(args, out, device, max_new_tokens=None):
+        seen.update(world=args.world, tokens=max_new_tokens)
+        return real(args, out, device, max_new_tokens)
+
+    monkeypatch.setattr(cli, "train_report", spy)
+    out = tmp_path / "agent"
+    argv = ["train", "grpo", "--tool", "calculator", "--num-examples", "16", "--prompts-per-step", "2",
+            "--group-size", "2", "--steps", "1", "--no-progress", "--output-dir", out]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["model"] == "tool-base" and record["world"] == "tools"
+    assert record["config"]["max_new_tokens"] == cli.DEFAULT_MAX_NEW_TOKENS["tools"] == seen["tokens"]
+    results = json.loads((out / "results.json").read_text())
+    assert seen["world"] == "tools" and results["reports"]["start"]["world"] == "tools"
+    assert results["reports"]["trained"]["metric"] == "verifier accuracy"
+    out2 = tmp_path / "agent16"
+    argv = [str(a) for a in argv[:-1]] + [str(out2), "--max-new-tokens", "16"]
+    assert main(argv) == 0
+    assert json.loads((out2 / "train_config.json").read_text())["config"]["max_new_tokens"] == 16

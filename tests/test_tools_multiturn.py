@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -207,8 +209,12 @@ def test_evaluate_episodes_is_greedy_and_reads_the_episodes_it_plays(tok):
     got = evaluate_episodes(model, tok, prompts, env, tw.accuracy_reward, max_new_tokens=20)
     assert got == evaluate_episodes(model, tok, prompts, env, tw.accuracy_reward, max_new_tokens=20, seed=9)
     batch = run_episodes(lm_policy_turn(model, tok, ">", temperature=0.0), tok, prompts, env, 20)
-    want = {"reward": tw.accuracy_reward(prompts, batch.gen.texts).mean(), **episode_metrics(batch, tok, env)}
-    assert got == pytest.approx(want)
+    right = tw.accuracy_reward(prompts, batch.gen.texts)
+    called = np.array([tw.n_calls(t) > 0 for t in batch.gen.texts])
+    split = {k: right[rows].mean() if rows.any() else math.nan for k, rows in
+             (("reward_calling", called), ("reward_direct", ~called))}  # fmt: skip
+    want = {"reward": right.mean(), **episode_metrics(batch, tok, env), **split}
+    assert got == pytest.approx(want, nan_ok=True)
 
 
 def _one_step(tok, env, include_observations: bool, perturb: bool, monkeypatch, overrides: dict):

@@ -172,10 +172,12 @@ def test_problems_solutions_and_the_verifier():
         assert ENV.observe(sol[: sol.index(">") + 1]) == f"{{{value}}}"
         assert tw.final_answer(sol) == value and tw.n_calls(sol) == 1
     prompt, value = "37*58=", 2146
+    # the text after the last observation is the answer; with nothing after it, the observation is
     cases = {
         "2146": 1, " 2146\n": 1, "<37*58>{2146}2146": 1, "<37*5>{185}<37*58>{2146}2146": 1,
-        "2147": 0, "<37*58>{2146}": 0, "<37*58>{2146}2146 ": 1, "<37*58>{2146}02146": 0,
-        "<37*58>{2146}2146x": 0, "<37*58": 0, "": 0, "{2146}2146": 1, "-2146": 0,
+        "2147": 0, "<37*58>{2146}": 1, "<37*58>{2146} ": 1, "<37*58>{2146}2146 ": 1, "<37*58>{2146}02146": 0,
+        "<37*58>{2146}2147": 0, "<37*5>{185}": 0, "<37*58>{2146}<37*5>{185}": 0, "<9//0>{error:syntax}": 0,
+        "<37*58>{2146}2146x": 0, "<37*58": 0, "": 0, "{2146}2146": 1, "-2146": 0, "}": 0, "{}": 0,
     }  # fmt: skip
     got = tw.accuracy_reward([prompt] * len(cases), list(cases))
     assert got.tolist() == [float(v) for v in cases.values()]
@@ -193,3 +195,23 @@ def test_the_corpus_calls_the_tool_on_a_minority_and_is_often_wrong_without_it()
     tool_right = [r for r, ln in zip(right, lines) if "<" in ln]
     direct_right = [r for r, ln in zip(right, lines) if "<" not in ln]
     assert min(tool_right) == 1.0 and 0.2 < sum(direct_right) / len(direct_right) < 0.4
+
+
+def test_the_flaky_calculator_fails_at_its_rate_repeatably_and_never_raises():
+    env = tw.FlakyCalculatorEnv(failure_rate=0.4, seed=3)
+    obs = [env.observe("<37*58>") for _ in range(2000)]
+    again = tw.FlakyCalculatorEnv(failure_rate=0.4, seed=3)
+    assert obs == [again.observe("<37*58>") for _ in range(2000)]
+    assert set(obs) == {"{2146}", "{error:busy try again}"}
+    share = obs.count("{error:busy try again}") / len(obs)
+    assert abs(share - 0.4) < 3 * (0.4 * 0.6 / len(obs)) ** 0.5  # binomial: within 3 standard errors
+    assert len("{error:busy try again}") <= env.max_observation_chars
+    assert set("{error:busy try again}") <= set(tw.OBSERVATION_ALPHABET)
+    never = tw.FlakyCalculatorEnv(failure_rate=0.0)
+    assert {never.observe("<2*3>") for _ in range(50)} == {"{6}"}
+    always = tw.FlakyCalculatorEnv(failure_rate=1.0)
+    assert always.observe("<2*3>") == "{error:busy try again}" and always.observe("9") is None
+    assert always.observe("<__import__('os')>").startswith("{error:")
+    for bad in (-0.1, 1.5, "0.3", True):
+        with pytest.raises(ValueError, match="failure_rate"):
+            tw.FlakyCalculatorEnv(failure_rate=bad)

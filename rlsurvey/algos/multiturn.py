@@ -303,11 +303,18 @@ def evaluate_episodes(
     """What an agent does on `prompts` (greedy at temperature 0), as an `eval_fn` of `train_grpo` logs it:
     "reward" (the mean of `reward_fn`, an accuracy for a verifier), "call_rate" (the share of episodes with
     at least one answered call), "calls" and "turns" per episode, "error_rate" (the share of observations
-    that are errors), "length" (episode tokens) and "policy_tokens" (the policy's own)."""
+    that are errors), "length" (episode tokens) and "policy_tokens" (the policy's own), and
+    "reward_calling" / "reward_direct": the mean reward of the episodes that called the tool at least once /
+    never did (NaN for an empty group)."""
     turn = lm_policy_turn(policy, tokenizer, env.call_close, temperature, seed=seed)
     batch = run_episodes(turn, tokenizer, prompts, env, max_new_tokens, stop_token_ids(policy, tokenizer))
-    scores = compute_rewards(reward_fn, batch.gen.prompts, batch.gen.texts)
-    return {"reward": scores.mean().item(), **episode_metrics(batch, tokenizer, env)}
+    scores = compute_rewards(reward_fn, batch.gen.prompts, batch.gen.texts).float()
+    called = torch.tensor([ep.calls > 0 for ep in batch.episodes])
+    split = {
+        f"reward_{name}": scores[rows].mean().item() if rows.any() else math.nan
+        for name, rows in (("calling", called), ("direct", ~called))
+    }
+    return {"reward": scores.mean().item(), **episode_metrics(batch, tokenizer, env), **split}
 
 
 def episode_metrics(batch: EpisodeBatch, tokenizer, env: ToolEnv) -> dict[str, float]:

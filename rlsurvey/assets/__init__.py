@@ -17,8 +17,14 @@ SHIPPED_MODELS = {
     "reviews-base": "tiny Llama pretrained on the reviews grammar (rlsurvey.tasks.reviews)",
     "arith-base": "tiny Llama pretrained on noisy arithmetic (rlsurvey.tasks.arithmetic)",
     "reason-base": "tiny Llama pretrained on reasoning chains, worked or direct (rlsurvey.tasks.reasoning)",
+    "tool-base": "tiny Llama pretrained on sums and products, some with a calculator (rlsurvey.tasks.tools)",
 }
-WORLD_OF = {"reviews-base": "reviews", "arith-base": "arithmetic", "reason-base": "reasoning"}
+WORLD_OF = {
+    "reviews-base": "reviews",
+    "arith-base": "arithmetic",
+    "reason-base": "reasoning",
+    "tool-base": "tools",
+}
 
 
 def model_path(name: str) -> Path:

@@ -42,7 +42,7 @@ __all__ = [
     "solutions",
 ]
 
-CHAPTERS = tuple(range(16))  # one module chNN per notebook NN
+CHAPTERS = tuple(range(17))  # one module chNN per notebook NN
 
 
 class ExerciseError(AssertionError):

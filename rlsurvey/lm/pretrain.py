@@ -35,14 +35,19 @@ from rlsurvey.runtime import seed_everything
 
 __all__ = ["PretrainConfig", "world_corpus", "pretrain", "main"]
 
-WORLDS = ("reviews", "arithmetic", "reasoning")
-DEFAULT_NAMES = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base"}
+WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
+DEFAULT_NAMES = {
+    "reviews": "reviews-base",
+    "arithmetic": "arith-base",
+    "reasoning": "reason-base",
+    "tools": "tool-base",
+}
 
 
 @renamed_fields(lr="learning_rate", warmup="warmup_steps", grad_clip="max_grad_norm", eval_every="eval_steps")
 @dataclass
 class PretrainConfig:
-    world: str = "reviews"  # "reviews", "arithmetic" or "reasoning"
+    world: str = "reviews"  # "reviews", "arithmetic", "reasoning" or "tools"
     n_train: int = 20_000  # training examples drawn from the world (seed = `seed`)
     n_val: int = 2_000  # held-out examples (seed = `seed` + 1000): the perplexity in the model card
     steps: int = 800  # optimizer steps
@@ -53,9 +58,10 @@ class PretrainConfig:
     max_grad_norm: float = 1.0  # max global gradient norm
     seed: int = 0  # seeds data, initialization and batch order
     vocab_size: int = 640  # BPE vocabulary bound for reviews (arithmetic is per character)
-    wrong_fraction: float = 0.5  # arithmetic: fraction of corpus lines with a wrong answer
+    wrong_fraction: float = 0.5  # arithmetic, reasoning, tools: fraction of direct answers that are wrong
     digits: int = 2  # arithmetic: operand digits
     worked_fraction: float = 0.3  # reasoning: fraction of corpus lines that are worked solutions
+    tool_fraction: float = 0.3  # tools: fraction of corpus lines that call the calculator
     eval_steps: int = 250  # steps between held-out loss evaluations
     model: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)  # architecture
 
@@ -71,7 +77,7 @@ class PretrainConfig:
             "n_train": "int>=1", "n_val": "int>=1", "steps": "int>=1", "batch_size": "int>=1",
             "learning_rate": ">0", "warmup_steps": "int>=0", "weight_decay": ">=0", "max_grad_norm": ">0",
             "vocab_size": "int>=1", "wrong_fraction": "[0,1]", "digits": "int>=1", "worked_fraction": "[0,1]",
-            "eval_steps": "int>=1",
+            "tool_fraction": "[0,1]", "eval_steps": "int>=1",
         })  # fmt: skip
 
     @classmethod
@@ -84,6 +90,17 @@ class PretrainConfig:
                 learning_rate=4e-3,
                 wrong_fraction=0.6,
                 worked_fraction=0.3,
+                model=TinyLlamaConfig(
+                    hidden_size=128, num_hidden_layers=4, intermediate_size=256, max_position_embeddings=64
+                ),
+            )
+        elif world == "tools":  # the call and the copy of its result must be reliable before RL rewards them
+            base = dict(
+                n_train=40_000,
+                steps=4_000,
+                learning_rate=4e-3,
+                wrong_fraction=0.7,
+                tool_fraction=0.35,
                 model=TinyLlamaConfig(
                     hidden_size=128, num_hidden_layers=4, intermediate_size=256, max_position_embeddings=64
                 ),
@@ -121,6 +138,13 @@ def world_corpus(config: PretrainConfig) -> tuple[list[str], list[str]]:
         return reasoning_corpus(config.n_train, config.seed, **kw), reasoning_corpus(
             config.n_val, config.seed + 1000, **kw
         )
+    if config.world == "tools":
+        from rlsurvey.tasks.tools import make_corpus as tools_corpus
+
+        kw = dict(tool_fraction=config.tool_fraction, wrong_fraction=config.wrong_fraction)
+        return tools_corpus(config.n_train, config.seed, **kw), tools_corpus(
+            config.n_val, config.seed + 1000, **kw
+        )
     from rlsurvey.tasks.arithmetic import make_corpus
 
     kw = dict(wrong_fraction=config.wrong_fraction, digits=config.digits)
@@ -135,6 +159,10 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
     train_texts, val_texts = world_corpus(config)
     if config.world == "reviews":
         tokenizer = train_bpe_tokenizer(train_texts, config.vocab_size)
+    elif config.world == "tools":  # the error observations' letters too, though the corpus never shows one
+        from rlsurvey.tasks.tools import OBSERVATION_ALPHABET
+
+        tokenizer = train_char_tokenizer([*train_texts, OBSERVATION_ALPHABET])
     else:
         tokenizer = train_char_tokenizer(train_texts)
     model = tiny_llama(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, config.model)

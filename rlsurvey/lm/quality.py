@@ -101,6 +101,32 @@ def measure_quality(path: str | Path, config, val_texts: list[str], progress: bo
             eos_rate=q["eos_rate"],
             examples=[p + t for p, t in zip(prompts[:5], g.texts)],
         )
+    elif config.world == "tools":
+        from rlsurvey.algos.multiturn import evaluate_episodes
+        from rlsurvey.tasks import tools
+
+        prompts = tools.sample_prompts(N_SAMPLES, EVAL_SEED)
+        env = tools.CalculatorEnv()
+        q = evaluate_episodes(
+            model,
+            tok,
+            prompts,
+            env,
+            tools.accuracy_reward,
+            TOOL_EPISODE_TOKENS,
+            temperature=1.0,
+            seed=EVAL_SEED,
+        )
+        out.update(
+            accuracy_sampled=q["reward"],
+            call_rate=q["call_rate"],
+            accuracy_when_calling=q["reward_calling"],
+            accuracy_when_direct=q["reward_direct"],
+            error_rate=q["error_rate"],
+            turns=q["turns"],
+            mean_length=q["length"],
+            examples=_tool_examples(model, tok, prompts[:5], env),
+        )
     else:
         from rlsurvey.tasks import arithmetic
 
@@ -116,6 +142,19 @@ def measure_quality(path: str | Path, config, val_texts: list[str], progress: bo
             examples=[p + t for p, t in zip(prompts[:5], sampled.texts[:5])],
         )
     return out
+
+
+TOOL_EPISODE_TOKENS = 48  # the token budget of a tool-world episode (policy and observations together)
+
+
+def _tool_examples(model, tok, prompts: list[str], env) -> list[str]:
+    """Episodes sampled at T=1 on `prompts`, as text with their observations."""
+    from rlsurvey.algos.multiturn import lm_policy_turn, run_episodes
+    from rlsurvey.lm.generation import stop_token_ids
+
+    turn = lm_policy_turn(model, tok, env.call_close, 1.0, seed=EVAL_SEED)
+    batch = run_episodes(turn, tok, prompts, env, TOOL_EPISODE_TOKENS, stop_token_ids(model, tok))
+    return [p + t for p, t in zip(prompts, batch.gen.texts)]
 
 
 def _size_line(config) -> str:
@@ -174,6 +213,18 @@ def model_card(name: str, config, hist: dict, q: dict) -> str:
             "- Tokenizer: one token per character (digits, `+`, `-`, `=`, `[`, `]`, `;`), special tokens",
             "  `<pad>`, `<eos>`, `<unk>`.",
         ]
+    elif config.world == "tools":
+        lines += [
+            f"- {config.n_train} lines from `rlsurvey.tasks.tools.make_corpus(n, seed={config.seed}, "
+            f"tool_fraction={config.tool_fraction}, wrong_fraction={config.wrong_fraction})`:",
+            "  products of two two-digit numbers and sums of four or five; about "
+            f"{config.tool_fraction:.0%} call the calculator",
+            "  and let its result stand, `37*58=<37*58>{2146}` (always right); the rest answer directly,",
+            f"  about {config.wrong_fraction:.0%} of them wrong;",
+            f"  held out: {config.n_val} lines, seed {config.seed + 1000}.",
+            "- Tokenizer: one token per character (digits, `+`, `*`, `=`, `<`, `>`, `{`, `}` and the letters",
+            "  of the calculator's error messages), special tokens `<pad>`, `<eos>`, `<unk>`.",
+        ]
     else:
         lines += [
             f"- {config.n_train} lines `a+b=c` / `a-b=c` from `rlsurvey.tasks.arithmetic.make_corpus(n, "
@@ -215,6 +266,16 @@ def model_card(name: str, config, hist: dict, q: dict) -> str:
             f"| responses in the reasoning format | {q['format_rate']:.1%} |",
             f"| mean response length (tokens, EOS included) | {q['mean_length']:.1f} |",
             f"| samples that end with EOS | {q['eos_rate']:.1%} |",
+        ]
+    elif config.world == "tools":
+        lines += [
+            f"| accuracy (strict verifier), episodes sampled at T=1 | {q['accuracy_sampled']:.1%} |",
+            f"| episodes that call the calculator | {q['call_rate']:.1%} |",
+            f"| accuracy when it calls / when it answers directly | {q['accuracy_when_calling']:.1%} / "
+            f"{q['accuracy_when_direct']:.1%} |",
+            f"| observations that are errors | {q['error_rate']:.1%} |",
+            f"| policy turns per episode | {q['turns']:.2f} |",
+            f"| mean episode length (tokens, observations included) | {q['mean_length']:.1f} |",
         ]
     else:
         lines += [

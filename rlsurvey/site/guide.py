@@ -39,8 +39,9 @@ SYLLABUS: tuple[tuple[int, str, tuple[int, ...]], ...] = (
     (5, "The DPO family and AI feedback", (11, 8)),
     (
         6,
-        "RL for reasoning with verifiable rewards, before and after the survey; process rewards; GPU kernels",
-        (12, 14, 15, 13),
+        "RL for reasoning with verifiable rewards, before and after the survey; process rewards; agents; "
+        "GPU kernels",
+        (12, 14, 15, 16, 13),
     ),
 )
 

@@ -8,7 +8,7 @@ chapter can plot the gold reward beside the proxy an algorithm optimizes.
 - `arithmetic`: prompts such as "37+58=" with an exact verifier (RL with verifiable rewards: GRPO).
 - `reasoning`: chains such as "3+8-5+9=", answered directly or step by step ("[3+8=11;11-5=6;6+9=15]15"),
   with DeepSeek-R1's accuracy and format rewards and a strict verifier.
-- `tools`: products and long sums answered directly or with a calculator call ("<37*58>{2146}2146"): the
+- `tools`: products and long sums answered directly or with a calculator call ("<37*58>{2146}"): the
   multi-turn world of agents, with an exact evaluator, a tool-environment interface and a strict verifier.
 """
 

@@ -6,15 +6,17 @@ call a calculator; ReAct, arXiv 2210.03629, interleaves actions and observations
 ReTool, arXiv 2504.11536, train tool-integrated reasoning with outcome-reward RL).
 
 A problem is a product of two two-digit numbers (`37*58=`) or a sum of several (`12+45+78+33=`); the answer is
-the exact integer. The model may answer directly (`2146`) or call the calculator and copy its result:
+the exact integer. The model may answer directly (`2146`) or call the calculator and let its result stand:
 
-    37*58=<37*58>{2146}2146
+    37*58=<37*58>{2146}
 
 The policy writes `<expression>`; the environment cuts the policy's turn at `>`, evaluates the expression with
-`evaluate` and appends the observation `{2146}`; the policy writes again, up to `max_turns` turns. The
-observation is the environment's text, not the policy's action, so a trainer must leave its tokens out of the
-loss (`rlsurvey.algos.multiturn`). A malformed call gets an error observation (`{error:...}`) and the episode
-goes on. The verifier (`accuracy_reward`) reads the answer after the last observation, strictly.
+`evaluate` and appends the observation `{2146}`; the policy writes again, up to `max_turns` turns: EOS to let
+the result stand as its answer (a tool's result returned as the reply), an answer of its own, or another call.
+The observation is the environment's text, not the policy's action, so a trainer must leave its tokens out of
+the loss (`rlsurvey.algos.multiturn`). A malformed call gets an error observation (`{error:...}`) and the
+episode goes on. The verifier (`accuracy_reward`) reads the text after the last observation strictly, and the
+last observation itself when nothing follows it.
 
 `evaluate` is an exact evaluator written for one grammar, never Python's `eval`:
 
@@ -60,9 +62,11 @@ __all__ = [
     "CALL_CLOSE",
     "CALL_OPEN",
     "OBS_CLOSE",
+    "OBSERVATION_ALPHABET",
     "OBS_OPEN",
     "CalcError",
     "CalculatorEnv",
+    "FlakyCalculatorEnv",
     "ToolConfig",
     "ToolEnv",
     "ToolError",
@@ -79,6 +83,9 @@ __all__ = [
 
 CALL_OPEN, CALL_CLOSE = "<", ">"
 OBS_OPEN, OBS_CLOSE = "{", "}"
+# every character an observation can hold (results, and the error messages' words): a tokenizer for this
+# world covers them all, so that no observation decodes to an unknown token
+OBSERVATION_ALPHABET = "{}-0123456789:() abcdefghijklmnopqrstuvwxyz"
 _NUMBER = re.compile(r"^(?:0|[1-9][0-9]*)$")
 _PROMPT = re.compile(r"^[0-9]+(?:[*+][0-9]+)+=$")
 
@@ -271,6 +278,29 @@ class CalculatorEnv(ToolEnv):
         return str(evaluate(call, self.max_digits, self.max_depth, self.max_call_chars))
 
 
+@dataclass
+class FlakyCalculatorEnv(CalculatorEnv):
+    """The calculator behind a busy server: each call fails, independently, with probability `failure_rate`,
+    answered by the error observation `{error:busy try again}` (a retry may succeed). The failures are drawn
+    from one generator seeded by `seed`, so a run's episodes are repeatable. The policy cannot prevent a
+    failure; it can only retry. Chapter 16 trains on it to show what the observation mask is for."""
+
+    failure_rate: float = 0.4
+    seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        r = self.failure_rate
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+            raise ValueError(f"failure_rate must be a number in [0, 1], got {r!r}")
+        self._rng = np.random.default_rng(self.seed)
+
+    def run(self, call: str) -> str:
+        if self._rng.random() < self.failure_rate:
+            raise ToolError("busy try again")
+        return super().run(call)
+
+
 # ----------------------------------------------------------------------------------------------- problems
 
 
@@ -334,17 +364,21 @@ def answer(prompt: str) -> int:
 
 
 def tool_solution(prompt: str) -> str:
-    """The response that calls the calculator on the prompt and copies its result: "<37*58>{2146}2146"."""
+    """The response that calls the calculator on the prompt and lets its result stand: "<37*58>{2146}"."""
     value = answer(prompt)
-    return f"{CALL_OPEN}{prompt[:-1]}{CALL_CLOSE}{OBS_OPEN}{value}{OBS_CLOSE}{value}"
+    return f"{CALL_OPEN}{prompt[:-1]}{CALL_CLOSE}{OBS_OPEN}{value}{OBS_CLOSE}"
 
 
 def final_answer(completion: str) -> int | None:
-    """The answer of an episode: the text after its last observation (the whole text without one), read
-    strictly as a canonical non-negative integer (surrounding whitespace ignored); None if it is not one."""
+    """The answer of an episode: the text after its last observation (the whole text without one), or, when
+    nothing but whitespace follows the last observation, that observation's content; read strictly as a
+    canonical non-negative integer (surrounding whitespace ignored); None if it is not one (an error)."""
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
-    tail = completion[completion.rfind(OBS_CLOSE) + 1 :].strip()
+    end = completion.rfind(OBS_CLOSE)
+    tail = completion[end + 1 :].strip()
+    if not tail and end >= 0:  # the result stands: the observation's content is the answer
+        tail = completion[completion.rfind(OBS_OPEN, 0, end) + 1 : end].strip()
     return int(tail) if _NUMBER.match(tail) and len(tail) <= 40 else None
 
 
