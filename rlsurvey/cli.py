@@ -4,7 +4,7 @@
     rlsurvey train ppo --reward out/rm --output-dir out/ppo          # PPO against that reward model
     rlsurvey train dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset trl-lib/ultrafeedback_binarized ...
     rlsurvey train grpo --output-dir out/grpo                       # GRPO on arithmetic with the verifier
-    rlsurvey train grpo --tool calculator --model DIR --output-dir out/agent  # episodes with a calculator
+    rlsurvey train grpo --tool calculator --output-dir out/agent    # tool-base, episodes with a calculator
     rlsurvey train sft --output-dir out/sft                         # SFT on worked solutions (reasoning)
     rlsurvey train prm --output-dir out/prm                         # a process RM on exact step labels
     rlsurvey data --world reviews --type preference pairs.jsonl     # a world's data in TRL's format
@@ -159,8 +159,8 @@ def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
         + ("; --tool calculator trains on the tools world instead" if name == "grpo" else ""),
     )  # fmt: skip
     model_help = (
-        "the model to train: a shipped name (reviews-base, arith-base, reason-base), a local HF directory or "
-        "a hub id"
+        "the model to train: a shipped name (reviews-base, arith-base, reason-base, tool-base), a local HF "
+        "directory or a hub id"
     )
     if name == "reward":
         model_help = (
