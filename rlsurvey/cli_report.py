@@ -49,9 +49,9 @@ def _load_policy(name: str, device, trust_remote_code: bool = False):
 
 
 def _policy_reports(names: dict[str, str], world: str, start: str, device, n: int, max_new_tokens: int,
-                    seed: int, trust_remote_code: bool = False) -> dict[str, dict]:  # fmt: skip
+                    seed: int, trust_remote_code: bool = False, env=None) -> dict[str, dict]:  # fmt: skip
     """One report per named policy on the same held-out prompts and sampling seed, each with its KL to
-    `start` (the starting model, loaded once as the reference)."""
+    `start` (the starting model, loaded once as the reference); `env`: the tools world's environment."""
     from rlsurvey.evaluation import evaluate_policy_on_world, heldout_prompts
 
     prompts = heldout_prompts(world, n)
@@ -60,7 +60,7 @@ def _policy_reports(names: dict[str, str], world: str, start: str, device, n: in
     for label, name in names.items():
         model, tok = (reference, ref_tok) if name == start else _load_policy(name, device, trust_remote_code)
         reports[label] = evaluate_policy_on_world(
-            model, tok, world, prompts, reference, max_new_tokens, seed=seed
+            model, tok, world, prompts, reference, max_new_tokens, seed=seed, env=env
         )
     return reports
 
@@ -117,8 +117,13 @@ def train_report(args, out: Path, device, max_new_tokens: int | None = None) -> 
         return {"reports": _strip(reports), "change": change}
     start = args.model or WORLD_MODEL[args.world]
     tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.world]
+    env = None
+    if getattr(args, "tool", None):  # the episodes of the run: its turn limit
+        from rlsurvey.tasks.tools import CalculatorEnv
+
+        env = CalculatorEnv(max_turns=args.max_turns)
     reports = _policy_reports({"start": start, "trained": str(out)}, args.world, start, device,
-                              REPORT_PROMPTS, tokens, args.seed, args.trust_remote_code)  # fmt: skip
+                              REPORT_PROMPTS, tokens, args.seed, args.trust_remote_code, env)  # fmt: skip
     change = compare_reports(reports["start"], reports["trained"])
     print(
         f"held-out report ({REPORT_PROMPTS} prompts never trained on, one sample each, {tokens} new tokens):"

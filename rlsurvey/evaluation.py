@@ -146,10 +146,11 @@ def evaluate_policy_on_world(
     max_new_tokens: int = 24,
     temperature: float = 1.0,
     seed: int = 0,
+    env=None,
 ) -> dict:
     """One sampled response per prompt (default: 256 held-out prompts), scored by the world's truth; in the
-    tools world, one episode with the calculator (`rlsurvey.algos.multiturn.collect_episodes`, its default
-    `CalculatorEnv`), its length and KL counting the policy's tokens only.
+    tools world, one episode with the calculator (`rlsurvey.algos.multiturn.collect_episodes` with `env`,
+    by default a `CalculatorEnv()`), its length and KL counting the policy's tokens only.
 
     Returns a JSON-ready dict: world, metric ("gold reward" or "verifier accuracy"), n, mean and se of that
     measure, length and length_se (response tokens), kl and kl_se (None without `reference`), and `values`,
@@ -162,7 +163,9 @@ def evaluate_policy_on_world(
         from rlsurvey.algos.multiturn import collect_episodes
         from rlsurvey.tasks.tools import CalculatorEnv
 
-        collect_rollout = functools.partial(collect_episodes, env=CalculatorEnv())
+        collect_rollout = functools.partial(collect_episodes, env=CalculatorEnv() if env is None else env)
+    elif env is not None:
+        raise ValueError(f"env is for the tools world's episodes; the {world} world has none")
     prompts = heldout_prompts(world) if prompts is None else list(prompts)
     if not prompts:
         raise ValueError("no prompts to evaluate on")

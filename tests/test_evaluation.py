@@ -39,6 +39,8 @@ def test_the_held_out_fifth_is_fixed_and_disjoint_from_training():
 
 
 def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="env is for the tools world"):
+        ev.evaluate_policy_on_world(None, None, "arithmetic", ["1+1="], env=tools.CalculatorEnv())
     with pytest.raises(ValueError, match="world"):
         ev.heldout_prompts("chess")
     with pytest.raises(ValueError, match="positive"):

@@ -64,19 +64,27 @@ def test_the_shipped_agent_trains_by_default_and_ends_with_its_held_out_report(t
     """No --model: tool-base on the tools world, the episode budget of the tools world unless given, and the
     held-out report of episodes with the calculator (prompts never trained on)."""
     import rlsurvey.cli as cli
+    from rlsurvey.algos import multiturn
 
-    seen = {}
-    real = cli.train_report
+    seen, turns = {}, []
+    real, real_collect = cli.train_report, multiturn.collect_episodes
 
     def spy(args, out, device, max_new_tokens=None):
         seen.update(world=args.world, tokens=max_new_tokens)
         return real(args, out, device, max_new_tokens)
 
+    def spy_collect(*args, **kw):
+        turns.append(kw["env"].max_turns)
+        return real_collect(*args, **kw)
+
     monkeypatch.setattr(cli, "train_report", spy)
+    monkeypatch.setattr(multiturn, "collect_episodes", spy_collect)
     out = tmp_path / "agent"
     argv = ["train", "grpo", "--tool", "calculator", "--num-examples", "16", "--prompts-per-step", "2",
-            "--group-size", "2", "--steps", "1", "--no-progress", "--output-dir", out]  # fmt: skip
+            "--group-size", "2", "--steps", "1", "--max-turns", "2", "--no-progress",
+            "--output-dir", out]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
+    assert turns == [2, 2, 2]  # the training rollout, then the report's start and trained policies
     record = json.loads((out / "train_config.json").read_text())
     assert record["model"] == "tool-base" and record["world"] == "tools"
     assert record["config"]["max_new_tokens"] == cli.DEFAULT_MAX_NEW_TOKENS["tools"] == seen["tokens"]
