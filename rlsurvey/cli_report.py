@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from rlsurvey.assets import WORLD_MODEL
 from rlsurvey.evaluation import compare_reports
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "add_eval_parser", "checkpoint_kind", "run_eval", "train_report"]
@@ -23,8 +24,6 @@ REPORT_PROMPTS = 512  # held-out prompts of the report at the end of `rlsurvey t
 REPORT_PAIRS = 500  # held-out pairs of a reward model's report
 REPORT_STEP_PROMPTS = 300  # held-out prompts whose responses' steps score a step reward model
 DEFAULT_MAX_NEW_TOKENS = {"reviews": 24, "arithmetic": 5, "reasoning": 48, "tools": 32}
-WORLD_MODEL = {"reviews": "reviews-base", "arithmetic": "arith-base", "reasoning": "reason-base",
-               "tools": "tool-base"}  # fmt: skip
 
 
 def checkpoint_kind(path: str | Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ASSETS", "SHIPPED_MODELS", "model_path", "table_path"]
+__all__ = ["ASSETS", "SHIPPED_MODELS", "WORLD_MODEL", "WORLD_OF", "model_path", "table_path"]
 
 ASSETS = Path(__file__).resolve().parent
 # name -> what it is
@@ -25,6 +25,8 @@ WORLD_OF = {
     "reason-base": "reasoning",
     "tool-base": "tools",
 }
+# world -> its shipped base model (read by the pretraining script, the command line and the reports)
+WORLD_MODEL = {world: name for name, world in WORLD_OF.items()}
 
 
 def model_path(name: str) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from rlsurvey.assets import WORLD_MODEL
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields, translate
 from rlsurvey.lm.models import TinyLlamaConfig, tiny_llama
@@ -36,12 +37,7 @@ from rlsurvey.runtime import seed_everything
 __all__ = ["PretrainConfig", "world_corpus", "pretrain", "main"]
 
 WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
-DEFAULT_NAMES = {
-    "reviews": "reviews-base",
-    "arithmetic": "arith-base",
-    "reasoning": "reason-base",
-    "tools": "tool-base",
-}
+DEFAULT_NAMES = WORLD_MODEL  # the shipped model each world's pretraining writes
 
 
 @renamed_fields(lr="learning_rate", warmup="warmup_steps", grad_clip="max_grad_norm", eval_every="eval_steps")
