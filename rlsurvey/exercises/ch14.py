@@ -2,10 +2,11 @@
 GSPO, CISPO and SAPO, entropy, and the sampler-trainer mismatch).
 
 1. `check_gspo_token(fn)`: fn(logprobs [B, T], old_logprobs [B, T], mask [B, T]) -> [B, T], GSPO-token's
-   per-token ratio (arXiv 2507.18071, section 4.3): s_i,t = sg[s_i] · π_θ(y_t) / sg[π_θ(y_t)], whose value is
-   the sequence ratio s_i on every token of response i but whose gradient flows through each token alone.
-2. `check_informative_share(fn)`: fn(p, G) -> the expected share of groups that dynamic sampling keeps, for
-   prompts the policy solves with probability p and groups of G responses (a group is dropped when its
+   per-token ratio (arXiv 2507.18071, section 4.3): ρ^seq_i,t = sg[ρ^seq_i] · π_θ(y_t) / sg[π_θ(y_t)], whose
+   value is the sequence ratio ρ^seq_i (the paper's s_i) on every token of response i but whose gradient flows
+   through each token alone.
+2. `check_informative_share(fn)`: fn(p, K) -> the expected share of groups that dynamic sampling keeps, for
+   prompts the policy solves with probability p and groups of K responses (a group is dropped when its
    rewards all agree).
 3. `check_two_sided_mask(fn)`: fn(train_logprobs, sampler_logprobs, mask, cap) -> [B, T] weights of a
    two-sided masked importance sampling: 1 on response tokens whose ratio π_train / π_sampler lies in
@@ -58,7 +59,8 @@ def _ragged(gen: torch.Generator, B: int, T: int):
 
 
 def reference_gspo_token(logprobs, old_logprobs, mask) -> torch.Tensor:
-    """sg[s_i] · exp(log π_θ − sg[log π_θ]): the value of s_i, the gradient of one token's log-prob."""
+    """sg[ρ^seq_i] · exp(log π_θ − sg[log π_θ]): the value of ρ^seq_i, the gradient of one token's log-prob
+    alone."""
     s = torch.exp(importance_log_weights(logprobs, old_logprobs, mask, "sequence"))  # [B, 1]
     return s.detach() * torch.exp(logprobs - logprobs.detach())
 
@@ -67,7 +69,7 @@ def check_gspo_token(fn) -> bool:
     """fn(logprobs, old_logprobs, mask) -> [B, T] ratios; checked by value and by gradient."""
     name = "GSPO-token ratio"
     hint = (
-        "compute the sequence ratio s_i = exp(masked mean over t of log π_θ − log π_old), detach it, and "
+        "compute the sequence ratio ρ^seq_i = exp(masked mean over t of log π_θ − log π_old), detach it, and "
         "multiply by exp(log π_θ − log π_θ.detach()), which is 1 in value and carries the gradient of each "
         "token's own log-prob."
     )
@@ -91,24 +93,24 @@ def check_gspo_token(fn) -> bool:
 # --- 2. the share of groups dynamic sampling keeps ---------------------------------------------------------
 
 
-def reference_informative_share(p: float, G: int) -> float:
-    """A group carries a signal unless all G rewards agree: 1 − p^G − (1 − p)^G."""
-    return 1.0 - p**G - (1.0 - p) ** G
+def reference_informative_share(p: float, K: int) -> float:
+    """A group carries a signal unless all K rewards agree: 1 − p^K − (1 − p)^K."""
+    return 1.0 - p**K - (1.0 - p) ** K
 
 
 def check_informative_share(fn) -> bool:
-    """fn(p: float, G: int) -> float in [0, 1]."""
+    """fn(p: float, K: int) -> float in [0, 1]."""
     name = "informative share"
     hint = (
-        "the rewards of a group all agree when all G responses are right (probability p^G) or all are wrong "
-        "((1 − p)^G); dynamic sampling keeps the rest."
+        "the rewards of a group all agree when all K responses are right (probability p^K) or all are wrong "
+        "((1 − p)^K); dynamic sampling keeps the rest."
     )
     for p in (0.0, 0.05, 0.3, 0.5, 0.77, 0.99, 1.0):
-        for G in (2, 3, 8, 16):
-            got = call_safely(name, fn, p, G)
+        for K in (2, 3, 8, 16):
+            got = call_safely(name, fn, p, K)
             if isinstance(got, bool) or not isinstance(got, (int, float, np.floating)):
-                raise ExerciseError(f"{name}: expected a number for p={p}, G={G}, got {got!r}. Hint: {hint}")
-            assert_close(f"{name} (p={p}, G={G})", float(got), reference_informative_share(p, G), hint=hint,
+                raise ExerciseError(f"{name}: expected a number for p={p}, K={K}, got {got!r}. Hint: {hint}")
+            assert_close(f"{name} (p={p}, K={K})", float(got), reference_informative_share(p, K), hint=hint,
                          atol=1e-9)  # fmt: skip
     return passed(name)
 

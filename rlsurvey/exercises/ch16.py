@@ -5,10 +5,10 @@
    for anything else; the chapter's calculator takes a whole grammar, this tool only sums. The check puts it
    in a ToolEnv and compares its observations with a reference's on calls right and wrong, hostile ones
    included.
-2. `check_signal_share(fn)`: fn(c, p_call, p_direct, g) -> the expected share of GRPO groups of g episodes
-   whose rewards are not all equal (the groups that carry a gradient), for a policy that calls the tool with
-   probability c and is right with probability p_call when it calls and p_direct when it does not,
-   episodes independent.
+2. `check_signal_share(fn)`: fn(f, p_call, p_direct, k) -> the expected share of GRPO groups of K = k
+   episodes whose rewards are not all equal (the groups that carry a gradient), for a policy that calls the
+   tool with probability f (its call rate) and is right with probability p_call when it calls and p_direct
+   when it does not, episodes independent.
 3. `check_character_mask(fn)`: fn(text) -> a list of 0/1, one per character of an episode's text in the
    calculator world: 1 on what the policy wrote, 0 on the observations `{...}` that the environment appended
    (braces included). The chapter builds the token mask of one scripted episode; this is every episode.
@@ -78,23 +78,23 @@ def check_sum_tool(fn) -> bool:
 # --- 2. groups with a signal -------------------------------------------------------------------------------
 
 
-def reference_signal_share(c: float, p_call: float, p_direct: float, g: int) -> float:
-    q = c * p_call + (1 - c) * p_direct  # one episode's chance of being right
-    return 1.0 - q**g - (1.0 - q) ** g  # neither all right nor all wrong
+def reference_signal_share(f: float, p_call: float, p_direct: float, k: int) -> float:
+    p = f * p_call + (1 - f) * p_direct  # one episode's chance of being right (f: the call rate)
+    return 1.0 - p**k - (1.0 - p) ** k  # neither all right nor all wrong
 
 
 def check_signal_share(fn) -> bool:
-    """Your expected share of groups of g episodes whose rewards differ."""
+    """Your expected share of groups of K episodes whose rewards differ."""
     name = "signal share"
     hint = (
-        "an episode is right with probability q = c p_call + (1 - c) p_direct; a group carries no signal "
-        "when its g episodes are all right or all wrong."
+        "an episode is right with probability p = f p_call + (1 - f) p_direct (f the call rate); a group "
+        "carries no signal when its K episodes are all right or all wrong."
     )
-    for c in (0.0, 0.3, 1.0):
+    for f in (0.0, 0.3, 1.0):
         for p_call, p_direct in ((0.9, 0.05), (0.5, 0.5), (1.0, 0.0)):
-            for g in (1, 2, 8):
-                got = call_safely(name, fn, c, p_call, p_direct, g)
-                want = reference_signal_share(c, p_call, p_direct, g)
+            for k in (1, 2, 8):
+                got = call_safely(name, fn, f, p_call, p_direct, k)
+                want = reference_signal_share(f, p_call, p_direct, k)
                 assert_close(name, float(got), want, hint=hint, atol=1e-9)
     return passed(name)
 
@@ -138,7 +138,7 @@ EXERCISES = (
     Exercise(1, "A tool of your own", check_sum_tool, reference_sum_tool,
              lambda call: str(tools.evaluate(call))),
     Exercise(2, "Groups that carry a signal", check_signal_share, reference_signal_share,
-             lambda c, p_call, p_direct, g: 1.0 - (c * p_call + (1 - c) * p_direct) ** g),
+             lambda f, p_call, p_direct, k: 1.0 - (f * p_call + (1 - f) * p_direct) ** k),
     Exercise(3, "The mask of any episode", check_character_mask, reference_character_mask,
              lambda text: [0 if ch in "{}" else 1 for ch in text]),
 )  # fmt: skip
