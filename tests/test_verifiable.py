@@ -134,3 +134,46 @@ def test_evaluate_pass_at_k_bad_input():
         evaluate_pass_at_k(model, tok, ["1+1="], verify, n=0)
     with pytest.raises(ValueError, match="prompts"):
         evaluate_pass_at_k(model, tok, [], verify)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# coin_flip_reward: the random-reward control
+
+
+def test_coin_flip_reward_is_a_fair_coin_whatever_the_completion():
+    from rlsurvey.rewards.verifiable import coin_flip_reward
+    from rlsurvey.tasks import reasoning
+
+    prompts = reasoning.sample_prompts(400, seed=0)
+    right = [reasoning.worked_solution(q.rstrip("[")) for q in prompts]
+    wrong = ["0"] * len(prompts)
+    fn = coin_flip_reward(0.5, seed=3)
+    r_right = np.concatenate([fn(prompts, right) for _ in range(10)])
+    r_wrong = np.concatenate([fn(prompts, wrong) for _ in range(10)])
+    assert set(np.unique(np.concatenate([r_right, r_wrong]))) == {0.0, 1.0}
+    n = r_right.size
+    # each mean is within 4 standard errors of 1/2, and right answers are not paid more than wrong ones
+    assert abs(r_right.mean() - 0.5) < 4 * 0.5 / np.sqrt(n)
+    assert abs(r_wrong.mean() - 0.5) < 4 * 0.5 / np.sqrt(n)
+    assert abs(r_right.mean() - r_wrong.mean()) < 4 * np.sqrt(0.5) / np.sqrt(n)
+
+
+def test_coin_flip_reward_rate_seed_and_bad_input():
+    from rlsurvey.rewards.verifiable import coin_flip_reward
+
+    prompts, completions = ["1+2+3="] * 5000, ["6"] * 5000
+    assert coin_flip_reward(0.2, seed=1)(prompts, completions).mean() == pytest.approx(0.2, abs=4 * 0.4 / 70)
+    assert coin_flip_reward(0.0)(prompts, completions).sum() == 0
+    assert coin_flip_reward(1.0)(prompts, completions).min() == 1
+    a, b = coin_flip_reward(seed=7), coin_flip_reward(seed=7)
+    assert [a(prompts[:9], completions[:9]).tolist() for _ in range(3)] == [
+        b(prompts[:9], completions[:9]).tolist() for _ in range(3)
+    ]
+    assert not np.array_equal(coin_flip_reward(seed=8)(prompts, completions), a(prompts, completions))
+    for bad in (-0.1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="p must be"):
+            coin_flip_reward(bad)
+    with pytest.raises(TypeError, match="seed"):
+        coin_flip_reward(0.5, seed=1.5)
+    with pytest.raises(ValueError):
+        coin_flip_reward()(["1+1="], ["2", "3"])

@@ -26,6 +26,7 @@ from rlsurvey.tasks.arithmetic import check_pairs
 
 __all__ = [
     "arithmetic_format_reward",
+    "coin_flip_reward",
     "combine_rewards",
     "evaluate_pass_at_k",
     "evaluate_reasoning",
@@ -90,6 +91,28 @@ def combine_rewards(reward_fns: Sequence[RewardFn], weights: Sequence[float] | N
 
     combined.__name__ = "+".join(f"{wj:g}*{getattr(fn, '__name__', 'reward')}" for fn, wj in zip(fns, w))
     return combined
+
+
+def coin_flip_reward(p: float = 0.5, seed: int = 0) -> RewardFn:
+    """A reward that carries no information: 1 with probability `p`, else 0, whatever the completion.
+
+    The random-reward control of Shao et al., *Spurious rewards* (arXiv 2506.10947), who train GRPO on such
+    rewards and attribute what changes to the clipped objective itself ("clipping bias") rather than to any
+    signal. Whatever a run on it learns, the reward did not teach. Repeatable: the same `seed` gives the same
+    sequence of coins over the calls of a run. Returns a callable with the trainer's signature, giving a
+    float64 array [len(completions)].
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a number in [0, 1], got {p!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    rng = np.random.default_rng(seed)
+
+    def coin_flip(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        prompts, completions = check_pairs(prompts, completions)
+        return (rng.random(len(completions)) < p).astype(np.float64)
+
+    return coin_flip
 
 
 def pass_at_k(n, c, k: int) -> np.ndarray:
