@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from rlsurvey.lm import generate
 from rlsurvey.lm.kl import exact_kl, kl_estimate, kl_k1, kl_k2, kl_k3, reference_kl
-from rlsurvey.lm.logprobs import response_logprobs, score_responses, sequence_logprobs, tokenize_responses
+from rlsurvey.lm.logprobs import (
+    model_accepts,
+    response_logprobs,
+    score_responses,
+    sequence_logprobs,
+    tokenize_responses,
+)
 from rlsurvey.lm.models import random_causal_lm
 from rlsurvey.lm.tokenizer import train_char_tokenizer
 
@@ -194,3 +200,21 @@ def test_logits_only_where_they_are_read():
     with torch.no_grad():
         full = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
     torch.testing.assert_close(got.detach(), full[:, p - 1 : p + r - 1], rtol=1e-5, atol=1e-5)
+
+
+def test_model_accepts_reads_the_forward_signature():
+
+    class Takes(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, logits_to_keep=0):
+            return input_ids
+
+    class Plain(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return input_ids
+
+    assert model_accepts(Takes(), "logits_to_keep") and model_accepts(Takes(), "attention_mask")
+    assert not model_accepts(Plain(), "logits_to_keep")
+    assert not model_accepts(object(), "logits_to_keep")  # no forward at all: False, not an error
+    tok = train_char_tokenizer(["abc"])
+    llama = random_causal_lm("llama", len(tok), tok.pad_token_id, tok.eos_token_id, seed=1)
+    assert model_accepts(llama, "logits_to_keep")  # a transformers Llama takes it

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlsurvey.lm.logprobs import _accepts
+from rlsurvey.lm.logprobs import model_accepts
 
 __all__ = ["GenerationOutput", "tokenize_prompts", "filter_logits", "generate"]
 
@@ -155,7 +155,7 @@ def _prefill(model, ids, mask, pos, share_prompts: bool):
     and its cache copied to every row that repeats it (rows are independent, so the values are the same)."""
     shared = _distinct_rows(ids, mask) if share_prompts else None
     # only the last position's logits are needed: [B, 1, V] instead of [B, P, V]
-    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    keep = {"logits_to_keep": 1} if model_accepts(model, "logits_to_keep") else {}
     if shared is None:
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
         return out.past_key_values, out.logits[:, -1, :]

@@ -33,6 +33,7 @@ __all__ = [
     "response_logprobs",
     "sequence_logprobs",
     "masked_entropy",
+    "model_accepts",
     "score_responses",
 ]
 
@@ -94,9 +95,14 @@ def _check_shapes(prompt_ids, prompt_mask, response_ids, response_mask):
         raise ValueError("every prompt needs at least one real token (a row of prompt_mask is all zeros)")
 
 
-def _accepts(model, name: str) -> bool:
+def model_accepts(model, name: str) -> bool:
+    """Whether `model.forward` takes a keyword argument `name` (for example "logits_to_keep", which recent
+    transformers models take and older or custom ones do not); False when its signature cannot be read."""
+    forward = getattr(model, "forward", None)
+    if forward is None:
+        return False
     try:
-        return name in inspect.signature(model.forward).parameters
+        return name in inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return False
 
@@ -123,7 +129,7 @@ def _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response
     first, inverse = shared
     u_mask = prompt_mask[first].long()
     u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)
-    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    keep = {"logits_to_keep": 1} if model_accepts(model, "logits_to_keep") else {}
     out = model(
         input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=u_pos, use_cache=True, **keep
     )
@@ -163,7 +169,7 @@ def response_logits(
     # logits only where they are read: the last r + 1 positions (the last prompt token predicts response
     # token 0), not [B, P + R, V]; use_cache=False: many configs default to True, which would build a KV
     # cache nobody reads
-    if _accepts(model, "logits_to_keep"):
+    if model_accepts(model, "logits_to_keep"):
         out = model(
             input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=r + 1
         )
