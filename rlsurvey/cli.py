@@ -140,6 +140,7 @@ COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier", "tools": "verifier"}
 TRAIN_WORLDS = ("arithmetic", "reasoning", "reviews")  # --world of `rlsurvey train`; --tool picks "tools"
+DATA_WORLDS = ("reviews", "arithmetic", "reasoning", "tools")  # --world of `rlsurvey data`
 
 
 def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
@@ -267,9 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("path", help="output: .jsonl, .json, .parquet, or a directory (save_to_disk)")
     data.add_argument(
         "--world",
-        choices=["reviews", "arithmetic", "reasoning"],
+        choices=list(DATA_WORLDS),
         default="reviews",
-        help="[default: reviews]",
+        help="[default: reviews] (tools: prompts only)",
     )
     data.add_argument(
         "--type", dest="data_type", choices=["preference", "unpaired", "prompt", "sft"], default="preference",
@@ -358,13 +359,7 @@ def _demonstrations(args):
 def _prompts(args, tokenizer) -> list[str]:
     from rlsurvey.interop import load_prompts, world_dataset
 
-    if args.dataset is None and args.world == "tools":
-        from rlsurvey.tasks import tools
-
-        prompts = _without_heldout(
-            _num(args), lambda k: training_prompts(tools.sample_prompts(k, seed=args.seed))
-        )
-    elif args.dataset is None:
+    if args.dataset is None:
         prompts = _without_heldout(
             _num(args),
             lambda k: training_prompts(world_dataset(args.world, "prompt", k, seed=args.seed)["prompt"]),

@@ -41,7 +41,7 @@ __all__ = [
     "world_dataset",
 ]
 
-WORLDS = ("reviews", "arithmetic", "reasoning")
+WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
 DATA_TYPES = ("preference", "unpaired", "prompt", "sft")
 
 
@@ -104,6 +104,12 @@ def demonstrations(world: str, n: int, seed: int = 0, conversational: bool = Fal
 
     if world not in WORLDS:
         raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
+    if world == "tools":
+        raise ValueError(
+            "the tools world has no SFT demonstrations: a worked episode holds the calculator's "
+            "observations, which supervised fine-tuning would train the policy to write itself; train it "
+            "with `rlsurvey train grpo --tool calculator`, whose loss masks them"
+        )
     if world == "reasoning":
         prompts = reasoning.sample_prompts(n, seed)
         completions = [reasoning.worked_solution(p) for p in prompts]
@@ -126,9 +132,10 @@ def world_dataset(
     world: str, data_type: str, n: int, seed: int = 0, conversational: bool = False
 ) -> datasets.Dataset:
     """`n` examples of a synthetic world in a TRL format: ("reviews", "preference" | "unpaired" |
-    "prompt" | "sft"), ("arithmetic" | "reasoning", "prompt" | "sft"); the arithmetic and reasoning worlds
-    have a verifier, not preferences. "sft": prompt-completion demonstrations (`demonstrations`)."""
-    from rlsurvey.tasks import arithmetic, reasoning, reviews
+    "prompt" | "sft"), ("arithmetic" | "reasoning", "prompt" | "sft"), ("tools", "prompt"); the arithmetic,
+    reasoning and tools worlds have a verifier, not preferences. "sft": prompt-completion demonstrations
+    (`demonstrations`)."""
+    from rlsurvey.tasks import arithmetic, reasoning, reviews, tools
 
     if world not in WORLDS:
         raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
@@ -137,7 +144,8 @@ def world_dataset(
     if data_type == "sft":
         return demonstrations(world, n, seed, conversational)
     if data_type == "prompt":
-        sample = {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning}[world].sample_prompts
+        worlds = {"reviews": reviews, "arithmetic": arithmetic, "reasoning": reasoning, "tools": tools}
+        sample = worlds[world].sample_prompts
         return prompts_to_trl(sample(n, seed), conversational)
     if world != "reviews":
         raise ValueError(

@@ -242,3 +242,16 @@ def test_accelerate_launch_on_two_processes_equals_one(tmp_path):
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=name)
     moved = AutoModelForCausalLM.from_pretrained(model_path("reviews-base")).state_dict()
     assert any(not torch.equal(moved[k], a[k]) for k in a)  # the run trained something
+
+
+def test_data_command_writes_the_tools_worlds_prompts(tmp_path):
+    from rlsurvey.tasks import tools
+
+    out = tmp_path / "tool_prompts.jsonl"
+    assert _run(["data", out, "--world", "tools", "--type", "prompt", "-n", "4", "--seed", "5"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == tools.sample_prompts(4, 5)
+    bad = tmp_path / "tool_sft.jsonl"
+    with pytest.raises(SystemExit) as exc:
+        main(["data", str(bad), "--world", "tools", "--type", "sft", "-n", "4"])
+    assert "calculator's observations" in str(exc.value.code) and not bad.exists()

@@ -14,7 +14,7 @@ from rlsurvey.interop import (
     save_dataset,
     world_dataset,
 )
-from rlsurvey.tasks import arithmetic, reviews
+from rlsurvey.tasks import arithmetic, reviews, tools
 
 
 def _is_message_list(value, role: str) -> bool:
@@ -107,3 +107,12 @@ def test_load_prompts_from_files_lists_and_messages(tmp_path):
         load_prompts(tmp_path / "t.jsonl")
     with pytest.raises(ValueError, match="prompt 0"):
         load_prompts([""])
+
+
+def test_the_tools_world_gives_prompts_only():
+    ds = world_dataset("tools", "prompt", 6, seed=2)
+    assert ds.column_names == ["prompt"] and list(ds["prompt"]) == tools.sample_prompts(6, 2)
+    with pytest.raises(ValueError, match="calculator's observations"):
+        world_dataset("tools", "sft", 3)
+    with pytest.raises(ValueError, match="tools world has prompts and a verifier"):
+        world_dataset("tools", "preference", 3)
