@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_file import chosen_names, write_merged
 
 from rlsurvey.cli import main
 from rlsurvey.stats import mean_se
@@ -95,19 +96,8 @@ def main_(names: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or list(COMMANDS)
-    unknown = [n for n in chosen if n not in COMMANDS]
-    if unknown:
-        raise SystemExit(f"unknown subcommands {unknown}; choose from {list(COMMANDS)}")
+    chosen = chosen_names(sys.argv[1:], COMMANDS, "subcommands")
     result = main_(chosen)
-    if OUT.is_file() and set(chosen) != set(COMMANDS):  # keep the other commands' figures
-        old = json.loads(OUT.read_text())
-        result["runs"] = [r for r in old["runs"] if r["command"] not in chosen] + result["runs"]
-        result["summary"] = {
-            **{k: v for k, v in old["summary"].items() if k not in chosen},
-            **result["summary"],
-        }
-    OUT.write_text(json.dumps(result, indent=2))
-    print(f"wrote {OUT}")
+    write_merged(OUT, result, chosen, COMMANDS, key="command")
     if not all(s["meets_goal"] for s in result["summary"].values()):
         sys.exit(1)
