@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
 from rlsurvey.lm import filter_logits, generate, prepare_tokenizer, tokenize_prompts
+from rlsurvey.lm.logprobs import cache_kwargs, response_logprobs, returned_cache
 from rlsurvey.lm.models import random_causal_lm
 from rlsurvey.lm.tokenizer import EOS, train_char_tokenizer
 
@@ -163,3 +164,43 @@ def test_stop_ids_include_the_chat_templates_end_of_turn():
     assert stop_token_ids(model, tok) == [tok.eos_token_id]  # no template: the token is not a turn's end
     tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
     assert stop_token_ids(model, tok) == sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")})
+
+
+class _CacheNamedModel(torch.nn.Module):
+    """A causal LM whose forward takes and returns its KV cache as `cache`, the name transformers 5.25 gives
+    it (deprecating `past_key_values`): generation and scoring must hand the cache back under that name."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config, self.generation_config = inner.config, inner.generation_config
+        self.seen = set()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None, **kw):
+
+        self.seen.add("cache" if cache is not None else "no cache")
+        assert "past_key_values" not in kw, "the old name was passed"
+        passed = {} if cache is None else cache_kwargs(self.inner, cache)
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=use_cache, **passed)  # fmt: skip
+
+        class Out:
+            logits, cache = out.logits, returned_cache(out)
+
+        return Out()
+
+
+def test_a_model_that_names_its_kv_cache_cache_decodes_like_the_model_it_wraps(tok):
+    inner = random_causal_lm("llama", len(tok), tok.pad_token_id, tok.eos_token_id, seed=1)
+    wrapped = _CacheNamedModel(inner)
+    for kwargs in ({"temperature": 0}, {"temperature": 1.0, "seed": 3}):
+        want = generate(inner, tok, PROMPTS * 2, max_new_tokens=6, **kwargs)
+        got = generate(wrapped, tok, PROMPTS * 2, max_new_tokens=6, **kwargs)
+        assert got.texts == want.texts and torch.equal(got.response_ids, want.response_ids)
+    assert wrapped.seen == {"cache", "no cache"}, "the decoding steps received the cache under its new name"
+    g = want
+    args = (g.prompt_ids, g.prompt_mask, g.response_ids, g.response_mask)
+    torch.testing.assert_close(
+        response_logprobs(wrapped, *args, share_prompts=True).token_logps,
+        response_logprobs(inner, *args, share_prompts=False).token_logps,
+    )

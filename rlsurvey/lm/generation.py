@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlsurvey.lm.logprobs import model_accepts
+from rlsurvey.lm.logprobs import cache_kwargs, model_accepts, returned_cache
 
 __all__ = ["GenerationOutput", "tokenize_prompts", "filter_logits", "generate"]
 
@@ -158,12 +158,12 @@ def _prefill(model, ids, mask, pos, share_prompts: bool):
     keep = {"logits_to_keep": 1} if model_accepts(model, "logits_to_keep") else {}
     if shared is None:
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep)
-        return out.past_key_values, out.logits[:, -1, :]
+        return returned_cache(out), out.logits[:, -1, :]
     first, inverse = shared
     out = model(
         input_ids=ids[first], attention_mask=mask[first], position_ids=pos[first], use_cache=True, **keep
     )
-    past = out.past_key_values
+    past = returned_cache(out)
     if not hasattr(past, "reorder_cache"):  # not a transformers Cache: fall back to the plain pass
         return _prefill(model, ids, mask, pos, share_prompts=False)
     past.reorder_cache(inverse)  # index_select along the batch: row i gets its prompt's keys and values
@@ -213,10 +213,10 @@ def _generate_batch(
             input_ids=nxt[rows][:, None],
             attention_mask=attn,
             position_ids=last_pos,
-            past_key_values=past,
             use_cache=True,
+            **cache_kwargs(model, past),
         )
-        past = out.past_key_values
+        past = returned_cache(out)
         if rows.numel() == logits.shape[0]:
             logits = out.logits[:, -1, :]
         else:

@@ -32,8 +32,10 @@ __all__ = [
     "response_logits",
     "response_logprobs",
     "sequence_logprobs",
+    "cache_kwargs",
     "masked_entropy",
     "model_accepts",
+    "returned_cache",
     "score_responses",
 ]
 
@@ -107,6 +109,19 @@ def model_accepts(model, name: str) -> bool:
         return False
 
 
+def returned_cache(out):
+    """The KV cache a transformers forward pass returned: the `cache` field from transformers 5.25 on (which
+    deprecates `past_key_values`, to be removed in 5.40), `past_key_values` before; None without one."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def cache_kwargs(model, cache) -> dict:
+    """The keyword argument that hands a KV cache back to `model`: `cache=` where its forward takes it
+    (transformers 5.25 and later), else `past_key_values=`."""
+    return {"cache": cache} if model_accepts(model, "cache") else {"past_key_values": cache}
+
+
 def _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor | None:
     """response_logits with each distinct prompt computed once; None when no prompt repeats or the model
     cannot continue from a copied KV cache (then the caller takes the plain pass).
@@ -133,7 +148,7 @@ def _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response
     out = model(
         input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=u_pos, use_cache=True, **keep
     )
-    past = out.past_key_values
+    past = returned_cache(out)
     if not hasattr(past, "reorder_cache"):
         return None
     head = out.logits[:, -1:, :][inverse]  # [B, 1, V]: the last prompt token predicts response token 0
@@ -143,8 +158,8 @@ def _shared_prompt_logits(model, prompt_ids, prompt_mask, response_ids, response
     attn = torch.cat([prompt_mask, response_mask[:, :-1]], dim=1).long()
     pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]
     rest = model(
-        input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=pos, past_key_values=past,
-        use_cache=True,
+        input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=pos, use_cache=True,
+        **cache_kwargs(model, past),
     ).logits  # fmt: skip
     return torch.cat([head, rest], dim=1)
 
