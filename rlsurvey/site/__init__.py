@@ -3,7 +3,7 @@
 `build_site(out)` (or `python -m rlsurvey.site --out DIR`, or `python3 course.py site`) writes the survey map
 as the landing page (index.html), one page per chapter with its objectives, prerequisites and measured CPU
 runtime on top and the exercises' reference solutions behind "Show solution", and the teacher's guide
-(teachers.html): a 6-week syllabus, runtimes, prerequisites, and which exercises suit homework.
+(teachers.html): a 7-week syllabus, runtimes, prerequisites, and which exercises suit homework.
 The survey is arXiv 2412.10400.
 """
 

@@ -3,7 +3,7 @@
 The notation page is the evidence standard and the notation table of `notebooks/README.md`, rendered as they
 are written there, so the site and the book's conventions cannot differ.
 
-The teacher's guide is a 6-week syllabus (`SYLLABUS`) over the chapters, with each chapter's measured CPU
+The teacher's guide is a 7-week syllabus (`SYLLABUS`) over the chapters, with each chapter's measured CPU
 runtime and prerequisites as its notebook header states them, and its exercises sorted into checked ones
 (graded by a check function: homework) and open ones (questions and experiments: discussion or projects).
 `syllabus_problems()` says where the syllabus would teach a chapter before one of its prerequisites.
@@ -37,12 +37,8 @@ SYLLABUS: tuple[tuple[int, str, tuple[int, ...]], ...] = (
     (3, "Reward models and RLHF with PPO", (6, 7)),
     (4, "What goes wrong in RLHF; direct preference optimization", (9, 10)),
     (5, "The DPO family and AI feedback", (11, 8)),
-    (
-        6,
-        "RL for reasoning with verifiable rewards, before and after the survey; process rewards; agents; "
-        "GPU kernels",
-        (12, 14, 15, 16, 13),
-    ),
+    (6, "RL for reasoning with verifiable rewards, before and after the survey", (12, 14)),
+    (7, "Process rewards, agents with tools, and GPU kernels", (15, 16, 13)),
 )
 
 
@@ -191,7 +187,7 @@ def teachers(chapters: list[ChapterInfo], syllabus=SYLLABUS) -> str:
     by_number = {c.number: c for c in chapters}
     out = [
         "<h1>Teacher's guide</h1>"
-        '<p class="lead">A six-week course over the chapters, two or three a week. Every chapter runs '
+        '<p class="lead">A seven-week course over the chapters, two or three a week. Every chapter runs '
         "offline on a laptop CPU; the times below are the ones measured in each notebook's header (most "
         "on a 2-core machine, often shared with other jobs, so an idle machine is faster). Students need "
         "Python 3.11 or newer; <code>python3 course.py lab</code> sets everything up and opens "
