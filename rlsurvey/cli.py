@@ -54,7 +54,7 @@ from rlsurvey.cli_checks import (
 )
 from rlsurvey.cli_report import DEFAULT_MAX_NEW_TOKENS, WORLD_MODEL, add_eval_parser, run_eval, train_report
 from rlsurvey.config_args import add_config_arguments, config_from_args
-from rlsurvey.evaluation import training_pairs, training_prompts
+from rlsurvey.evaluation import WORLDS, training_pairs, training_prompts
 
 __all__ = ["COMMANDS", "build_parser", "is_main_process", "main"]
 
@@ -140,7 +140,6 @@ COMMANDS = ("sft", "reward", "ppo", "rloo", "dpo", "grpo", "prm")
 DEBUG_HELP = "on an error, show the full traceback instead of one line (also: RLSURVEY_DEBUG=1)"
 WORLD_REWARD = {"reviews": "gold", "arithmetic": "verifier", "reasoning": "verifier", "tools": "verifier"}
 TRAIN_WORLDS = ("arithmetic", "reasoning", "reviews")  # --world of `rlsurvey train`; --tool picks "tools"
-DATA_WORLDS = ("reviews", "arithmetic", "reasoning", "tools")  # --world of `rlsurvey data`
 
 
 def _common(p: argparse.ArgumentParser, name: str, cmd: Command) -> None:
@@ -268,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("path", help="output: .jsonl, .json, .parquet, or a directory (save_to_disk)")
     data.add_argument(
         "--world",
-        choices=list(DATA_WORLDS),
+        choices=list(WORLDS),
         default="reviews",
         help="[default: reviews] (tools: prompts only)",
     )

@@ -27,6 +27,7 @@ import datasets
 import numpy as np
 
 from rlsurvey.data import _check_messages, _read, _render_prompt, load_preferences
+from rlsurvey.evaluation import WORLDS
 
 __all__ = [
     "DATA_TYPES",
@@ -41,7 +42,6 @@ __all__ = [
     "world_dataset",
 ]
 
-WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
 DATA_TYPES = ("preference", "unpaired", "prompt", "sft")
 
 
