@@ -1,4 +1,4 @@
-"""Does clip-higher keep the policy's entropy up? DAPO's claim, tested in four settings over 5 seeds.
+"""Does clip-higher keep the policy's entropy up? DAPO's claim, tested in six settings over 5 seeds.
 
 DAPO (arXiv 2503.14476, section 3.1) raises only the upper bound of PPO's clip, ε_high = 0.28 with ε = 0.2
 kept, and reports that the policy's entropy then stays higher instead of collapsing. Chapter 14 tests the
@@ -18,12 +18,15 @@ The settings:
 - `reasoning-coin-flip`: the reasoning world with a reward that is a fair coin (`coin_flip_reward`, the
   random-reward control of arXiv 2506.10947). Nothing can be learned from it, so whatever the two clips do
   differently comes from the clip itself, the "clipping bias" that paper describes, without the confound
-  of one run learning faster than the other.
+  of one run learning faster than the other;
+- `reasoning-lr-1e-3` and `reasoning-coin-flip-lr-1e-3`: the first and the last setting at a learning rate of
+  1e-3 instead of 3e-4, where every update moves the policy further, so that the clip binds on about six times
+  more tokens than in `reasoning` without more passes over each rollout.
 
 Printed and written to benchmarks/results/clip_higher_entropy.json: per run the entropy at step 1 and at the
 end, the training reward at the end and the share of clipped tokens; per setting the paired difference
 clip-higher minus symmetric (mean ± standard error over seeds) and whether it is beyond two standard errors.
-Run from the repository root (about 11 minutes on 2 cores):
+Run from the repository root (about 13 minutes on 2 cores):
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/clip_higher_entropy.py             # all settings
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/clip_higher_entropy.py reviews     # some
@@ -75,6 +78,10 @@ SETTINGS = {
                              dict(max_new_tokens=48, epochs_per_rollout=4)),
     "reviews": ("reviews-base", "reviews", _reviews_reward, dict(max_new_tokens=24)),
     "reasoning-coin-flip": ("reason-base", "reasoning", _coin, dict(max_new_tokens=48)),
+    "reasoning-lr-1e-3": ("reason-base", "reasoning", _reasoning_reward,
+                          dict(max_new_tokens=48, learning_rate=1e-3)),
+    "reasoning-coin-flip-lr-1e-3": ("reason-base", "reasoning", _coin,
+                                    dict(max_new_tokens=48, learning_rate=1e-3)),
 }  # fmt: skip
 PROMPTS = {"reasoning": lambda: reasoning.sample_prompts(2000, seed=1),
            "reviews": lambda: reviews.sample_prompts(2000, seed=1)}  # fmt: skip
