@@ -28,6 +28,7 @@ import torch
 from rlsurvey.assets import WORLD_MODEL
 from rlsurvey.checks import check_fields
 from rlsurvey.config_compat import renamed_fields, translate
+from rlsurvey.evaluation import WORLDS  # the one tuple of the worlds, shared with the CLI and interop
 from rlsurvey.lm.models import TinyLlamaConfig, tiny_llama
 from rlsurvey.lm.quality import encode_texts, heldout_nll, padded_batch
 from rlsurvey.lm.tokenizer import train_bpe_tokenizer, train_char_tokenizer
@@ -36,7 +37,6 @@ from rlsurvey.runtime import seed_everything
 
 __all__ = ["PretrainConfig", "world_corpus", "pretrain", "main"]
 
-WORLDS = ("reviews", "arithmetic", "reasoning", "tools")
 DEFAULT_NAMES = WORLD_MODEL  # the shipped model each world's pretraining writes
 
 
