@@ -90,14 +90,15 @@ def test_the_masks_of_a_scripted_episode_equal_hand_built_ones(tok):
         assert batch.action_mask[b].tolist() == mask + [0] * (batch.action_mask.shape[1] - n)
         assert batch.gen.response_mask[b].tolist() == [1] * n + [0] * (batch.action_mask.shape[1] - n)
         assert bool(batch.gen.finished[b]) == done
-    assert [ep.calls for ep in batch.episodes] == [2, 0, 2]
+    assert [ep.calls for ep in batch.episodes] == [2, 0, 2]  # the call at the turn limit is not sent
+    assert [ep.answered for ep in batch.episodes] == [2, 0, 2]
     assert [ep.turns for ep in batch.episodes] == [3, 1, 3]
     assert batch.gen.texts[0] == "<37*5>{185}<37*58>{2146}2146"
     assert tw.accuracy_reward(list(script), batch.gen.texts).tolist() == [1.0, 1.0, 0.0]
     n = batch.gen.response_mask.sum().item()
     assert episode_metrics(batch, tok, env) == {
-        "call_rate": 2 / 3, "calls": 4 / 3, "turns": 7 / 3, "error_rate": 1 / 4, "length": n / 3,
-        "policy_tokens": batch.action_mask.sum().item() / 3,
+        "call_rate": 2 / 3, "calls": 4 / 3, "answered": 4 / 3, "turns": 7 / 3, "error_rate": 1 / 4,
+        "length": n / 3, "policy_tokens": batch.action_mask.sum().item() / 3,
     }  # fmt: skip
 
 
@@ -107,9 +108,40 @@ def test_the_token_budget_cuts_turns_and_leaves_out_an_observation_that_does_not
     # "<37*58>" is 7 tokens, "{2146}" 6 more: 13 >= 13, no room left after it, so the episode ends there
     batch = run_episodes(scripted(tok, script), tok, list(script), env, max_new_tokens=13)
     assert batch.gen.texts == ["<37*58>", "<9*9>{81}81"]
-    assert batch.episodes[0].calls == 0 and not batch.gen.finished[0]
+    # the policy made the call and the env was asked; the answer did not fit
+    assert batch.episodes[0].calls == 1 and batch.episodes[0].answered == 0 and not batch.gen.finished[0]
+    assert batch.episodes[1].calls == 1 and batch.episodes[1].answered == 1
     batch = run_episodes(scripted(tok, {"9*9=": ["<9*9>", "81$"]}), tok, ["9*9="], env, max_new_tokens=3)
     assert batch.gen.texts == ["<9*"] and batch.action_mask.tolist() == [[1, 1, 1]]
+
+
+SCRIPT_BUSY = {
+    "12+45+78+33=": ["<12+45+78+33>", "168$"],  # a sum call: 13 tokens, the error 22 more, 35 > 32
+    "37*58=": ["<37*58>", "2146$"],  # a product call: 7 + 22 = 29 fit, 3 tokens are left for the answer
+    "9*9=": ["81$"],  # a direct answer
+}
+
+
+def test_a_call_whose_observation_does_not_fit_is_made_but_not_answered(tok):
+    env = tw.FlakyCalculatorEnv(failure_rate=1.0)  # every call refused: {error:busy try again}
+    batch = run_episodes(scripted(tok, SCRIPT_BUSY), tok, list(SCRIPT_BUSY), env, max_new_tokens=32)
+    assert batch.gen.texts == ["<12+45+78+33>", "<37*58>{error:busy try again}214", "81"]
+    assert [ep.calls for ep in batch.episodes] == [1, 1, 0]
+    assert [ep.answered for ep in batch.episodes] == [0, 1, 0]
+    got = episode_metrics(batch, tok, env)
+    assert got["call_rate"] == 2 / 3 and got["calls"] == 2 / 3 and got["answered"] == 1 / 3
+    assert got["error_rate"] == 1.0  # of the observations appended: the one that fit
+
+
+def test_evaluate_episodes_counts_unanswered_calls_as_calls(tok, monkeypatch):
+    from rlsurvey.algos import multiturn
+
+    monkeypatch.setattr(multiturn, "lm_policy_turn", lambda *a, **kw: scripted(tok, SCRIPT_BUSY))
+    env = tw.FlakyCalculatorEnv(failure_rate=1.0)
+    got = evaluate_episodes(_lm(tok), tok, list(SCRIPT_BUSY), env, tw.accuracy_reward, max_new_tokens=32)
+    # both calls were made and both episodes are wrong; the one direct answer is right
+    assert got["call_rate"] == 2 / 3 and got["answered"] == 1 / 3
+    assert got["reward_calling"] == 0.0 and got["reward_direct"] == 1.0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -123,7 +155,8 @@ def test_turn_limit_and_output_bounds_hold_for_any_turns(tok, turns, max_turns, 
     script = {"37*58=": [t + ">" for t in turns[:-1]] + [turns[-1] + "$"]}
     batch = run_episodes(scripted(tok, script), tok, list(script), env, max_new_tokens=budget)
     ep = batch.episodes[0]
-    assert ep.turns <= max_turns and ep.calls <= max_turns - 1
+    assert ep.turns <= max_turns and ep.answered <= ep.calls <= max_turns - 1
+    assert ep.answered == sum(not own for own, _ in ep.segments)
     assert len(ep.ids) <= budget and batch.gen.response_mask.sum() == len(ep.ids)
     for own, seg in ep.segments:
         if not own:
@@ -210,7 +243,7 @@ def test_evaluate_episodes_is_greedy_and_reads_the_episodes_it_plays(tok):
     assert got == evaluate_episodes(model, tok, prompts, env, tw.accuracy_reward, max_new_tokens=20, seed=9)
     batch = run_episodes(lm_policy_turn(model, tok, ">", temperature=0.0), tok, prompts, env, 20)
     right = tw.accuracy_reward(prompts, batch.gen.texts)
-    called = np.array([tw.n_calls(t) > 0 for t in batch.gen.texts])
+    called = np.array([ep.calls > 0 for ep in batch.episodes])
     split = {k: right[rows].mean() if rows.any() else math.nan for k, rows in
              (("reward_calling", called), ("reward_direct", ~called))}  # fmt: skip
     want = {"reward": right.mean(), **episode_metrics(batch, tok, env), **split}

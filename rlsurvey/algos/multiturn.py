@@ -63,7 +63,8 @@ class Episode:
     prompt: str
     segments: list[tuple[bool, list[int]]] = field(default_factory=list)  # (is the policy's, token ids)
     finished: bool = False  # the last policy turn ended with EOS
-    calls: int = 0  # observations appended (answered tool calls)
+    calls: int = 0  # tool calls the policy made: turns that ended at the call marker and went to the env
+    answered: int = 0  # the calls among them whose observation was appended (it fit in the token budget)
 
     @property
     def ids(self) -> list[int]:
@@ -111,6 +112,11 @@ def run_episodes(
     `max_new_tokens` response tokens (policy and observation together): an observation that does not fit
     ends the episode unanswered. eos_ids: the tokens that end an episode (default: the tokenizer's EOS).
 
+    Each `Episode` counts the tool calls twice: `calls`, the calls the policy made (turns that ended at
+    `call_close` and were sent to the env; a call in the last allowed turn is not sent, so not counted), and
+    `answered`, those whose observation was appended. They differ when an observation does not fit in the
+    budget: the policy called, the env was asked, and the episode ended without the answer.
+
     | output | shape | meaning |
     |---|---|---|
     | gen.prompt_ids, gen.prompt_mask | [B, P] | left-padded prompt tokens, as `generate` lays them |
@@ -146,11 +152,12 @@ def run_episodes(
                 continue  # the budget ran out, or the turn limit: the episode ends here
             text = tokenizer.decode(toks, skip_special_tokens=True)
             obs = envs[i].observe(text)
+            ep.calls += int(obs is not None)  # the policy made a call, and the env was asked
             obs_ids = tokenizer(obs, add_special_tokens=False)["input_ids"] if obs else []
             if not obs_ids or len(ep.ids) + len(obs_ids) >= max_new_tokens:
                 continue  # no room for the observation and a token after it
             ep.segments.append((False, obs_ids))
-            ep.calls += 1
+            ep.answered += 1
             still.append(i)
         live = still
     return _batch(tokenizer, episodes, p_ids, p_mask)
@@ -301,11 +308,12 @@ def evaluate_episodes(
     seed: int = 0,
 ) -> dict[str, float]:
     """What an agent does on `prompts` (greedy at temperature 0), as an `eval_fn` of `train_grpo` logs it:
-    "reward" (the mean of `reward_fn`, an accuracy for a verifier), "call_rate" (the share of episodes with
-    at least one answered call), "calls" and "turns" per episode, "error_rate" (the share of observations
-    that are errors), "length" (episode tokens) and "policy_tokens" (the policy's own), and
-    "reward_calling" / "reward_direct": the mean reward of the episodes that called the tool at least once /
-    never did (NaN for an empty group)."""
+    "reward" (the mean of `reward_fn`, an accuracy for a verifier), "call_rate" (the share of episodes in
+    which the policy made at least one call, answered or not), "calls" (calls made per episode), "answered"
+    (calls answered with an observation per episode), "turns" per episode, "error_rate" (the share of the
+    appended observations that are errors), "length" (episode tokens) and "policy_tokens" (the policy's
+    own), and "reward_calling" / "reward_direct": the mean reward of the episodes in which the policy made
+    at least one call / made none (NaN for an empty group). See `run_episodes` for calls made and answered."""
     turn = lm_policy_turn(policy, tokenizer, env.call_close, temperature, seed=seed)
     batch = run_episodes(turn, tokenizer, prompts, env, max_new_tokens, stop_token_ids(policy, tokenizer))
     scores = compute_rewards(reward_fn, batch.gen.prompts, batch.gen.texts).float()
@@ -325,6 +333,7 @@ def episode_metrics(batch: EpisodeBatch, tokenizer, env: ToolEnv) -> dict[str, f
     return {
         "call_rate": sum(ep.calls > 0 for ep in eps) / n,
         "calls": sum(ep.calls for ep in eps) / n,
+        "answered": sum(ep.answered for ep in eps) / n,
         "turns": sum(ep.turns for ep in eps) / n,
         "error_rate": sum(o.startswith(f"{env.obs_open}error") for o in obs) / max(1, len(obs)),
         "length": batch.gen.response_mask.sum().item() / n,
