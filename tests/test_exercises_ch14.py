@@ -17,7 +17,7 @@ def test_gspo_token_by_hand():
         rows = []
         for i in range(logprobs.shape[0]):
             n = int(mask[i].sum())
-            s = math.exp(float((logprobs[i, :n] - old[i, :n]).detach().sum()) / n)  # a constant: s_i is detached
+            s = math.exp(float((logprobs[i, :n] - old[i, :n]).detach().sum()) / n)  # s_i: detached
             rows.append(s * torch.exp(logprobs[i] - logprobs[i].detach()))
         out = torch.stack(rows)
         return out
