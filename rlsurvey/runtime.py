@@ -63,7 +63,10 @@ def setup(
     """Seed everything, fix the CPU thread count, pick the device and print the environment.
 
     threads: CPU threads for PyTorch; default $RLSURVEY_THREADS, else min(4, cores), which keeps runs stable
-    on small machines without starving the notebook server.
+    on small machines without starving the notebook server. With more than one thread the order of some
+    floating-point sums varies between runs, so a seed repeats a run only up to rounding, and a long run that
+    amplifies small differences (RL without a KL penalty, say) can end elsewhere; `threads=1` repeats a run
+    bit for bit.
     """
     seed_everything(seed)
     if threads is None:
