@@ -42,6 +42,30 @@ def test_short_run_raises_verifier_reward(advantage, aggregation):
     assert last > first + 0.2, (first, last)
 
 
+def test_one_thread_repeats_a_seeded_run_bit_for_bit():
+    # rlsurvey.setup's promise for threads=1. The minibatch order comes from the global generator, so it is
+    # reseeded before each run, as rlsurvey.setup does at the top of a chapter.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    runs = []
+    try:
+        for _ in range(2):
+            torch.manual_seed(0)
+            policy, tok = tiny_causal_lm("llama", seed=0)
+            cfg = GRPOConfig(
+                steps=4, prompts_per_step=3, group_size=4, mini_batch_size=4, learning_rate=2e-2,
+                max_new_tokens=1, progress=False, seed=0,
+            )  # fmt: skip
+            hist = train_grpo(policy, tok, EASY, lambda p, c: verify(p, c), cfg)
+            runs.append(([h["loss"] for h in hist], [p.detach().clone() for p in policy.parameters()]))
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    start = tiny_causal_lm("llama", seed=0)[0].parameters()
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0][1], start)), "the runs must have trained"
+
+
 def test_kl_term_uses_a_frozen_reference_and_changes_the_policy():
     policy, tok = tiny_causal_lm("gpt2", seed=3)
     reference = copy.deepcopy(policy)
