@@ -64,7 +64,6 @@ class Episode:
     segments: list[tuple[bool, list[int]]] = field(default_factory=list)  # (is the policy's, token ids)
     finished: bool = False  # the last policy turn ended with EOS
     calls: int = 0  # tool calls the policy made: turns that ended at the call marker and went to the env
-    answered: int = 0  # the calls among them whose observation was appended (it fit in the token budget)
 
     @property
     def ids(self) -> list[int]:
@@ -77,6 +76,11 @@ class Episode:
     @property
     def turns(self) -> int:
         return sum(own for own, _ in self.segments)
+
+    @property
+    def answered(self) -> int:
+        """The calls whose observation was appended (it fit in the budget): one per observation segment."""
+        return sum(not own for own, _ in self.segments)
 
 
 @dataclass
@@ -157,7 +161,6 @@ def run_episodes(
             if not obs_ids or len(ep.ids) + len(obs_ids) >= max_new_tokens:
                 continue  # no room for the observation and a token after it
             ep.segments.append((False, obs_ids))
-            ep.answered += 1
             still.append(i)
         live = still
     return _batch(tokenizer, episodes, p_ids, p_mask)
