@@ -1,4 +1,4 @@
-"""Does clip-higher keep the policy's entropy up? DAPO's claim, tested in six settings over 5 seeds.
+"""Does clip-higher keep the policy's entropy up? DAPO's claim, tested in seven settings over 5 seeds.
 
 DAPO (arXiv 2503.14476, section 3.1) raises only the upper bound of PPO's clip, ε_high = 0.28 with ε = 0.2
 kept, and reports that the policy's entropy then stays higher instead of collapsing. Chapter 14 tests the
@@ -21,12 +21,18 @@ The settings:
   of one run learning faster than the other;
 - `reasoning-lr-1e-3` and `reasoning-coin-flip-lr-1e-3`: the first and the last setting at a learning rate of
   1e-3 instead of 3e-4, where every update moves the policy further, so that the clip binds on about six times
-  more tokens than in `reasoning` without more passes over each rollout.
+  more tokens than in `reasoning` without more passes over each rollout;
+- `reasoning-coin-flip-tight-clip`: the coin flip with a tighter lower bound, ε = 0.05 in both runs, so that
+  the symmetric clip is ε = 0.05 on both sides and clip-higher is ε_low = 0.05 with DAPO's ε_high = 0.28. The
+  clip then binds on several times more tokens, and with nothing to learn the only force that moves the
+  entropy in one direction is the clip's asymmetry: an unlikely token with a positive advantage may climb by
+  up to 28% per rollout, and one with a negative advantage fall by only 5%.
 
-Printed and written to benchmarks/results/clip_higher_entropy.json: per run the entropy at step 1 and at the
-end, the training reward at the end and the share of clipped tokens; per setting the paired difference
-clip-higher minus symmetric (mean ± standard error over seeds) and whether it is beyond two standard errors.
-Run from the repository root (about 13 minutes on 2 cores):
+Printed and written to benchmarks/results/clip_higher_entropy.json: per run the entropy at step 1, at every
+step and at the end, the training reward at the end and the share of clipped tokens; per setting the paired
+difference clip-higher minus symmetric (mean ± standard error over seeds) and whether it is beyond two
+standard errors.
+Run from the repository root (about 14 minutes on 2 cores):
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/clip_higher_entropy.py             # all settings
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/clip_higher_entropy.py reviews     # some
@@ -71,7 +77,7 @@ def _coin(seed: int):
     return coin_flip_reward(0.5, seed=seed)
 
 
-# name -> (model, prompts, reward for a seed, GRPOConfig fields)
+# name -> (model, prompts, reward for a seed, GRPOConfig fields); fields may set clip_eps (ε_low, both runs)
 SETTINGS = {
     "reasoning": ("reason-base", "reasoning", _reasoning_reward, dict(max_new_tokens=48)),
     "reasoning-16-updates": ("reason-base", "reasoning", _reasoning_reward,
@@ -82,6 +88,8 @@ SETTINGS = {
                           dict(max_new_tokens=48, learning_rate=1e-3)),
     "reasoning-coin-flip-lr-1e-3": ("reason-base", "reasoning", _coin,
                                     dict(max_new_tokens=48, learning_rate=1e-3)),
+    "reasoning-coin-flip-tight-clip": ("reason-base", "reasoning", _coin,
+                                       dict(max_new_tokens=48, clip_eps=0.05)),
 }  # fmt: skip
 PROMPTS = {"reasoning": lambda: reasoning.sample_prompts(2000, seed=1),
            "reviews": lambda: reviews.sample_prompts(2000, seed=1)}  # fmt: skip
@@ -91,12 +99,13 @@ def run(setting: str, seed: int, clip_eps_high: float | None, base, tok, prompts
     _model, _world, reward_for, fields = SETTINGS[setting]
     torch.manual_seed(seed)
     policy = copy.deepcopy(base)
-    cfg = GRPOConfig(**{**COMMON, **fields, "seed": seed, "clip_eps": EPS, "clip_eps_high": clip_eps_high})
+    cfg = GRPOConfig(**{**COMMON, "clip_eps": EPS, **fields, "seed": seed, "clip_eps_high": clip_eps_high})
     start = time.perf_counter()
     rows = train_grpo(policy, tok, prompts, reward_for(seed), cfg)
     return {
         "setting": setting, "seed": seed, "clip": "symmetric" if clip_eps_high is None else "clip-higher",
         "entropy_first": rows[0]["entropy"],
+        "entropy_series": [round(r["entropy"], 5) for r in rows],
         "entropy_end": float(np.mean([r["entropy"] for r in rows[-LAST:]])),
         "reward_end": float(np.mean([r["reward"] for r in rows[-LAST:]])),
         "clip_ratio": float(np.mean([r["clip_ratio"] for r in rows])),
@@ -115,12 +124,13 @@ def main_(names: list[str]) -> dict:
             for high in (None, EPS_HIGH):
                 row = run(name, seed, high, base, tok, prompts)
                 mine.append(row)
-                print(json.dumps(row), flush=True)
+                print(json.dumps({k: v for k, v in row.items() if k != "entropy_series"}), flush=True)
         rows += mine
         by = {c: [r for r in mine if r["clip"] == c] for c in ("symmetric", "clip-higher")}
         d, se = paired_mean_se(*[[r["entropy_end"] for r in by[c]] for c in ("clip-higher", "symmetric")])
         dr, ser = paired_mean_se(*[[r["reward_end"] for r in by[c]] for c in ("clip-higher", "symmetric")])
         summary[name] = {
+            "eps": SETTINGS[name][3].get("clip_eps", EPS), "eps_high": EPS_HIGH,
             "entropy_end_symmetric": float(np.mean([r["entropy_end"] for r in by["symmetric"]])),
             "entropy_end_clip_higher": float(np.mean([r["entropy_end"] for r in by["clip-higher"]])),
             "entropy_difference": d, "entropy_difference_se": se,
